@@ -1,0 +1,210 @@
+"""Delivery of received items to user code, off the engine loop (ARCHITECTURE.md, decision 2).
+
+A :class:`Fanout` takes items on the engine thread and hands them to
+- callbacks, run in order on one worker thread per fanout (user code never runs on the engine loop), and
+- async iterators in whatever loop the consumer runs (a notebook cell), woken thread-safely.
+Every queue is bounded; what overflows is counted, never silently grown. Items that arrive while nobody consumes
+wait in a bounded backlog and go to the first consumer, so nothing already received is lost by arriving early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import traceback
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger("rtc_widgets")
+
+T = TypeVar("T")
+
+
+class _Subscriber(Generic[T]):
+    """A bounded queue drained by one async iterator in the consumer's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int) -> None:
+        self.loop = loop
+        self.items: deque[T] = deque()
+        self.maxlen = maxlen
+        self.lock = threading.Lock()
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def put(self, item: T) -> bool:
+        with self.lock:
+            if len(self.items) >= self.maxlen:
+                return False
+            self.items.append(item)
+            waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            self.loop.call_soon_threadsafe(_wake, waiter)
+        return True
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            with contextlib.suppress(RuntimeError):  # consumer loop already closed
+                self.loop.call_soon_threadsafe(_wake, waiter)
+
+    async def get(self) -> T:
+        while True:
+            with self.lock:
+                if self.items:
+                    return self.items.popleft()
+                if self.closed:
+                    raise StopAsyncIteration
+                self.waiter = self.loop.create_future()
+                waiter = self.waiter
+            await waiter
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _Worker(Generic[T]):
+    """One thread calling every registered callback for each item, in arrival order."""
+
+    def __init__(self, name: str, maxlen: int, on_drop: Callable[[int], None]) -> None:
+        self.items: deque[T] = deque()
+        self.maxlen = maxlen
+        self.on_drop = on_drop
+        self.callbacks: list[Callable[[T], Any]] = []
+        self.cond = threading.Condition()
+        self.stopped = False
+        self.busy = False
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def put(self, item: T) -> bool:
+        with self.cond:
+            if len(self.items) >= self.maxlen:
+                return False
+            self.items.append(item)
+            self.cond.notify()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.items and not self.stopped:
+                    self.busy = False
+                    self.cond.notify_all()
+                    self.cond.wait()
+                if self.stopped and not self.items:
+                    self.busy = False
+                    self.cond.notify_all()
+                    return
+                item = self.items.popleft()
+                self.busy = True
+                callbacks = list(self.callbacks)
+            for cb in callbacks:
+                try:
+                    cb(item)
+                except Exception:
+                    log.error("error in %s callback %r:\n%s", self.thread.name, cb, traceback.format_exc())
+
+    def drain(self, timeout: float | None) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: not self.items and not self.busy, timeout)
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+
+class Fanout(Generic[T]):
+    """Hands each item to callbacks (worker thread) and async iterators; bounded everywhere."""
+
+    def __init__(self, name: str, maxlen: int) -> None:
+        self.name = name
+        self.maxlen = maxlen
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._backlog: deque[T] = deque()
+        self._subscribers: list[_Subscriber[T]] = []
+        self._worker: _Worker[T] | None = None
+
+    def _count_drop(self, n: int = 1) -> None:
+        self.dropped += n
+
+    def publish(self, item: T) -> None:
+        """Called on the producer's thread (the engine) for every item."""
+        with self._lock:
+            worker, subscribers = self._worker, list(self._subscribers)
+            if worker is None and not subscribers:
+                if len(self._backlog) >= self.maxlen:
+                    self.dropped += 1
+                else:
+                    self._backlog.append(item)
+                return
+        if worker is not None and not worker.put(item):
+            self.dropped += 1
+        for sub in subscribers:
+            if not sub.put(item):
+                self.dropped += 1
+
+    def _take_backlog(self) -> list[T]:
+        items = list(self._backlog)
+        self._backlog.clear()
+        return items
+
+    def add_callback(self, fn: Callable[[T], Any]) -> None:
+        with self._lock:
+            first = self._worker is None
+            if first:
+                self._worker = _Worker(f"rtc-widgets-{self.name}", self.maxlen, self._count_drop)
+            self._worker.callbacks.append(fn)  # type: ignore[union-attr]
+            backlog = self._take_backlog() if first and not self._subscribers else []
+        for item in backlog:
+            self._worker.put(item)  # type: ignore[union-attr]
+
+    def remove_callback(self, fn: Callable[[T], Any]) -> None:
+        with self._lock:
+            if self._worker is not None and fn in self._worker.callbacks:
+                self._worker.callbacks.remove(fn)
+
+    async def iterate(self) -> AsyncIterator[T]:
+        """Yield items as they arrive, in the caller's loop."""
+        sub: _Subscriber[T] = _Subscriber(asyncio.get_running_loop(), self.maxlen)
+        with self._lock:
+            if self._worker is None and not self._subscribers:
+                for item in self._take_backlog():
+                    sub.put(item)
+            self._subscribers.append(sub)
+        try:
+            while True:
+                try:
+                    yield await sub.get()
+                except StopAsyncIteration:
+                    return
+        finally:
+            with self._lock:
+                if sub in self._subscribers:
+                    self._subscribers.remove(sub)
+                if self._worker is None and not self._subscribers:
+                    # Unread items go back, so a second ``async for`` continues where the first stopped.
+                    with sub.lock:
+                        self._backlog.extendleft(reversed(sub.items))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the callback worker has handled everything queued so far."""
+        worker = self._worker
+        return True if worker is None else worker.drain(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            subscribers, self._subscribers = list(self._subscribers), []
+            worker = self._worker
+        for sub in subscribers:
+            sub.close()
+        if worker is not None:
+            worker.stop()

@@ -1,0 +1,1 @@
+"""Widget classes; import them from :mod:`rtc_widgets`."""

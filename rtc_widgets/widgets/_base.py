@@ -1,0 +1,140 @@
+"""PeerWidget: what every rtc_widgets widget shares (ARCHITECTURE.md, decision 6: widgets are thin).
+
+A widget holds traits and binds one :class:`~rtc_widgets.peer.KernelPeer` to its comm -- one peer per widget
+*model*, never one per view. Signaling never goes through ``self.send``: :class:`DataChannel` redefines ``send``
+for data, so signaling calls ``ipywidgets.Widget.send`` explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import ipywidgets
+import traitlets as t
+
+from .. import protocol
+from ..channel import Channel
+from ..config import config, normalize_ice_servers
+from ..engine import get_engine
+from ..peer import KernelPeer
+from ..protocol import DEFAULTS, ProtocolError
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+class PeerWidget(anywidget.AnyWidget):
+    """Base of every widget: a browser end (the view) and a kernel end (aiortc), joined by WebRTC."""
+
+    _esm = STATIC / "widget.js"
+    _kind = t.Unicode("").tag(sync=True)
+
+    peer_id = t.Unicode(help="Unique id of this widget's peer (routes signaling; names the peer in stats).").tag(
+        sync=True
+    )
+    ice_servers = t.List(
+        help="STUN/TURN servers for both ends, as RTCIceServer dicts. Defaults to rtc_widgets.config.ice_servers."
+    ).tag(sync=True)
+    ice_transport_policy = t.Enum(
+        ["all", "relay"], "all", help='"relay" uses TURN candidates only (for experiments).'
+    ).tag(sync=True)
+    _start = t.Int(0).tag(sync=True)
+
+    connection_state = t.Unicode(
+        "new", read_only=True, help="new, connecting, connected, disconnected, failed or closed (kernel end)."
+    ).tag(sync=True)
+    ice_connection_state = t.Unicode("new", read_only=True, help="ICE state of the kernel end.").tag(sync=True)
+    transport = t.Unicode("webrtc", read_only=True, help='How media and data travel: "webrtc".').tag(sync=True)
+    error = t.Unicode("", read_only=True, help="The last error, in words that say what to do; '' when none.").tag(
+        sync=True
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("peer_id", uuid.uuid4().hex)
+        if "ice_servers" in kwargs:
+            kwargs["ice_servers"] = normalize_ice_servers(kwargs["ice_servers"])
+        else:
+            kwargs["ice_servers"] = list(config.ice_servers)
+        kwargs.setdefault("ice_transport_policy", config.ice_transport_policy)
+        super().__init__(**kwargs)
+        self._trait_lock = threading.Lock()
+        self._peer = KernelPeer(
+            name=f"{type(self).__name__} {self.peer_id[:8]}",
+            channels=self._make_channels(),
+            send_signal=self._send_signal,
+            on_change=self._apply_peer_changes,
+            ice_servers=lambda: list(self.ice_servers),
+        )
+        self.on_msg(self._on_custom_msg)
+        if self.comm is not None:
+            self.comm.on_close(lambda _msg: self._on_comm_closed())
+
+    # --- to be extended by presets ---------------------------------------------------------------
+    def _make_channels(self) -> list[Channel]:
+        return []
+
+    # --- public API ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Ask the browser end to connect, without a rendered view (for tests and scripts).
+
+        The notebook page holding this kernel must be open: the browser end lives there. Calling it again starts a
+        fresh connection.
+        """
+        if self._peer.closed:
+            raise RuntimeError("this widget is closed; create a new one")
+        self._start += 1
+
+    async def wait_connected(self, timeout: float = DEFAULTS["connectTimeoutS"]) -> None:
+        """Wait until connected and ready to send; raise the error that stopped it, or TimeoutError."""
+        await get_engine().run(self._peer.wait_connected(timeout))
+
+    def wait_connected_blocking(self, timeout: float = DEFAULTS["connectTimeoutS"]) -> None:
+        """:meth:`wait_connected` for plain scripts. In a notebook cell use ``await wait_connected()``."""
+        get_engine().run_sync(self._peer.wait_connected(timeout), timeout + 1)
+
+    def close(self) -> None:
+        """Close the connection (the browser is told), stop its engine tasks, then close the widget."""
+        peer = getattr(self, "_peer", None)
+        engine = peer.engine if peer is not None else None
+        if peer is not None and engine is not None and not peer.closed and engine.is_running():
+            if engine.in_engine():
+                engine.submit(peer.close())
+            else:
+                with contextlib.suppress(Exception):
+                    engine.run_sync(peer.close(), timeout=10)
+        super().close()
+
+    # --- plumbing --------------------------------------------------------------------------------
+    def _send_signal(self, msg: dict[str, Any]) -> None:
+        comm = self.comm
+        if comm is not None and not getattr(comm, "_closed", False):
+            ipywidgets.Widget.send(self, msg)
+
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        # Runs on the kernel's main thread: validate here, act on the engine.
+        try:
+            msg = protocol.validate(content)
+        except ProtocolError as exc:
+            get_engine().call_soon(self._peer.report_error, exc)
+            return
+        self._peer.post(msg)
+
+    def _apply_peer_changes(self, changes: dict[str, Any]) -> None:
+        with self._trait_lock, self.hold_trait_notifications(), self.hold_sync():
+            for name, value in changes.items():
+                if self.has_trait(name):
+                    self.set_trait(name, value)
+
+    def _on_comm_closed(self) -> None:
+        peer = self._peer
+        if not peer.closed and peer.engine.is_running():
+            peer.engine.submit(peer.close())
+
+    @property
+    def peer(self) -> KernelPeer:
+        """The kernel end (advanced use; its aiortc objects live on the engine thread)."""
+        return self._peer
