@@ -95,11 +95,13 @@ class Engine:
             coro.close()
             raise RuntimeError("run_sync() called on the engine thread; it would deadlock")
         fut = self.submit(coro)
-        try:
-            return fut.result(timeout)
-        except concurrent.futures.TimeoutError:
+        # concurrent.futures.wait, not fut.result(timeout): since Python 3.11 a TimeoutError raised by the
+        # coroutine itself is indistinguishable from the wait timing out.
+        done, _ = concurrent.futures.wait([fut], timeout)
+        if not done:
             fut.cancel()
-            raise TimeoutError(f"operation did not finish within {timeout} s") from None
+            raise TimeoutError(f"operation did not finish within {timeout} s")
+        return fut.result()
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the engine loop as soon as possible (thread-safe)."""

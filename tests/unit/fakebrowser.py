@@ -114,7 +114,13 @@ class FakeBrowser:
         self.got_message.set()
 
     def send(self, msg: Any) -> None:
-        self.loop.call_soon_threadsafe(self.channel.send, msg)
+        # The kernel end may see the channel open (DCEP OPEN) a moment before this end does (DCEP ACK).
+        async def send_when_open() -> None:
+            while self.channel.readyState == "connecting":
+                await asyncio.sleep(0.005)
+            self.channel.send(msg)
+
+        self.run(send_when_open(), 10)
 
     def wait_received(self, n: int, timeout: float = 20) -> list[Any]:
         async def wait() -> list[Any]:
@@ -125,9 +131,12 @@ class FakeBrowser:
         return self.run(asyncio.wait_for(wait(), timeout), timeout + 1)
 
     def close(self) -> None:
+        if self.loop.is_closed():
+            return  # idempotent: a test may close before its fixture does
         if self.pc is not None:
             self.run(self.pc.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
 
