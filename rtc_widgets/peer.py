@@ -157,9 +157,9 @@ class KernelPeer:
     async def _handle(self, msg: dict[str, Any]) -> None:
         kind, session = msg["type"], msg.get("session")
         if kind == "offer":
-            await self._on_offer(msg["sdp"], session)  # type: ignore[arg-type]
+            await self._on_offer(msg["sdp"], str(session))
         elif kind == "candidate":
-            await self._on_candidate(msg["candidate"], session)
+            await self._on_candidate(msg["candidate"], str(session))
         elif kind == "bye":
             if session in (None, self.session):
                 await self._close_pc("closed")

@@ -55,7 +55,8 @@ def validate(msg: Any, *, max_bytes: int | None = None) -> dict[str, Any]:
     try:
         _validate(msg)
     except fastjsonschema.JsonSchemaException as exc:
-        raise ProtocolError("bad-message", f"invalid {_describe(msg)}: {str(exc.message)[:300]}") from None
+        detail = str(getattr(exc, "message", exc))[:300]
+        raise ProtocolError("bad-message", f"invalid {_describe(msg)}: {detail}") from None
     return msg
 
 

@@ -36,7 +36,7 @@ class PeerWidget(anywidget.AnyWidget):
     peer_id = t.Unicode(help="Unique id of this widget's peer (routes signaling; names the peer in stats).").tag(
         sync=True
     )
-    ice_servers = t.List(
+    ice_servers: t.List[dict[str, Any]] = t.List(
         help="STUN/TURN servers for both ends, as RTCIceServer dicts. Defaults to rtc_widgets.config.ice_servers."
     ).tag(sync=True)
     ice_transport_policy = t.Enum(

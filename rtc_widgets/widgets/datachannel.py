@@ -66,7 +66,7 @@ class DataChannel(PeerWidget):
         return [self._channel]
 
     # NB: this shadows ipywidgets.Widget.send (custom comm messages), on purpose; signaling doesn't use it.
-    def send(self, data: Payload) -> None:  # type: ignore[override]
+    def send(self, data: Payload) -> None:
         """Send str (text), bytes-like or a numpy array (its bytes) to the browser. Thread-safe, non-blocking."""
         self._channel.send(data)
 

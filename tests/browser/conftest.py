@@ -136,9 +136,7 @@ def launch_browser(playwright: Any) -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-def open_notebook(
-    request: pytest.FixtureRequest, lab: LabServer, browser: Any
-) -> Iterator[Callable[..., Notebook]]:
+def open_notebook(request: pytest.FixtureRequest, lab: LabServer, browser: Any) -> Iterator[Callable[..., Notebook]]:
     """``open_notebook(browser=None, name=None, ready_timeout=60) -> harness.Notebook``.
 
     Each call writes a new notebook, opens it in a new context of ``browser`` (default: the
@@ -176,7 +174,7 @@ def notebook(open_notebook: Callable[..., Notebook]) -> Notebook:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     rep = yield
-    if rep.when == "call" and rep.failed or rep.when == "setup" and rep.failed:
+    if (rep.when == "call" and rep.failed) or (rep.when == "setup" and rep.failed):
         prefix = _safe(item.nodeid)
         for i, nb in enumerate(item.stash.get(_NOTEBOOKS, [])):
             saved = nb.save_failure_artifacts(f"{prefix}-{i}")

@@ -453,11 +453,7 @@ class KernelClient:
     def eval(self, expr: str, timeout: float = 30.0) -> Any:
         """Value of the Python expression ``expr`` in the kernel, moved over JSON."""
         marker = "__RTCW_JSON__"
-        code = (
-            "import json as _rtcw_json\n"
-            f"print({marker!r} + _rtcw_json.dumps(({expr})))\n"
-            "del _rtcw_json\n"
-        )
+        code = f"import json as _rtcw_json\nprint({marker!r} + _rtcw_json.dumps(({expr})))\ndel _rtcw_json\n"
         out = self.execute(code, timeout=timeout).stdout
         for line in reversed(out.splitlines()):
             if line.startswith(marker):
@@ -599,9 +595,9 @@ class Notebook:
             time.sleep(0.2)
         # 2. the page's kernel connection is live: the status bar (not the toolbar) says Idle
         remaining = max(1.0, deadline - time.monotonic())
-        self.page.locator("#jp-main-statusbar").get_by_text(
-            re.compile(r"\|\s*Idle")
-        ).first.wait_for(state="visible", timeout=remaining * 1000)
+        self.page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\|\s*Idle")).first.wait_for(
+            state="visible", timeout=remaining * 1000
+        )
         # 3. our own ZMQ client on the kernel's connection file
         cf = self.lab.connection_file(self.kernel_id)
         while not cf.exists():
@@ -696,9 +692,7 @@ class Notebook:
         """Set ``key`` on a widget model from the PAGE side and sync it to the kernel."""
         if not self._probe_defined or not self.seen_tags():
             self.create_probe("__harness__")
-        self.page.evaluate(
-            "([id, k, v]) => globalThis.__rtcwSetModel(id, k, v)", [model_id, key, value]
-        )
+        self.page.evaluate("([id, k, v]) => globalThis.__rtcwSetModel(id, k, v)", [model_id, key, value])
 
     # -- teardown --------------------------------------------------------------------------
 

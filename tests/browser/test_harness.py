@@ -32,11 +32,7 @@ def test_only_lo_and_veth_pair_exist() -> None:
     out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
     ifaces = {line.split()[1] for line in out.splitlines()}
     assert ifaces == {"lo", "rtcw0", "rtcw1"}, out
-    v4 = {
-        (line.split()[1], line.split()[3])
-        for line in out.splitlines()
-        if line.split()[2] == "inet"
-    }
+    v4 = {(line.split()[1], line.split()[3]) for line in out.splitlines() if line.split()[2] == "inet"}
     assert v4 == {("lo", "127.0.0.1/8"), ("rtcw0", "198.18.0.1/24"), ("rtcw1", "198.18.0.2/24")}, out
     assert os.environ["RTCW_NETNS"] == "1"
     assert os.environ["no_proxy"] == "*"
@@ -67,9 +63,7 @@ def test_outside_addresses_are_unreachable(family: int, addr: tuple[str, int]) -
 
 
 def test_veth_pair_carries_traffic() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(
-        socket.AF_INET, socket.SOCK_DGRAM
-    ) as tx:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         rx.bind(("198.18.0.2", 0))
         rx.settimeout(2)
         tx.bind(("198.18.0.1", 0))
@@ -103,7 +97,9 @@ CANDIDATES_JS = """async () => {
   const message = await got;
   const stats = await a.getStats();
   let pair = null;
-  stats.forEach(r => { if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId); });
+  stats.forEach(r => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+  });
   const local = pair && stats.get(pair.localCandidateId);
   const remote = pair && stats.get(pair.remoteCandidateId);
   a.close(); b.close();

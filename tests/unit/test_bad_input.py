@@ -39,7 +39,11 @@ def malformed_messages(n: int, seed: int = 1):
             key = rng.choice([*base.keys(), "type", "v", "session"])
             base[key] = rng.choice(junk)
         elif kind == 1:  # a required field removed
-            required = {"offer": ["sdp", "session"], "candidate": ["candidate", "session"], "error": ["code", "message"]}
+            required = {
+                "offer": ["sdp", "session"],
+                "candidate": ["candidate", "session"],
+                "error": ["code", "message"],
+            }
             base.pop(rng.choice(["v", "type", *required.get(base["type"], []), *(["seq"] if "seq" in base else [])]))
         elif kind == 2:  # oversized
             base["sdp" if "sdp" in base else "pad"] = "y" * (protocol.LIMITS["maxSignalBytes"] + rng.randint(1, 5000))
@@ -119,7 +123,9 @@ def test_bad_messages_while_connected_lose_nothing_and_keep_the_channel(connect)
     for i in range(100):
         browser.send(f"k{i}")
         if i % 10 == 0:
-            browser.to_kernel({"v": 1, "type": "candidate", "session": browser.session, "candidate": {"candidate": "??"}})
+            browser.to_kernel(
+                {"v": 1, "type": "candidate", "session": browser.session, "candidate": {"candidate": "??"}}
+            )
             browser.to_kernel("garbage")
     assert wait_for(lambda: len(got) == 100)
     assert got == [f"k{i}" for i in range(100)]
