@@ -145,6 +145,11 @@ class KernelPeer:
         except Exception:
             log.exception("rtc_widgets: state callback failed")
 
+    def restart_requested(self) -> None:
+        """The user asked for a fresh connection: earlier failures no longer stop ``wait_connected``."""
+        self.fatal_error = ""
+        self._set(error="")
+
     def report_error(self, exc: ProtocolError, session: str | None = None, *, fatal: bool = False) -> None:
         """Show an error in ``error`` and tell the browser; a fatal one ends the current session."""
         message = str(exc)

@@ -86,6 +86,8 @@ class PeerWidget(anywidget.AnyWidget):
         """
         if self._peer.closed:
             raise RuntimeError("this widget is closed; create a new one")
+        # queued before any later wait_connected() on the engine loop, so an old failure cannot end the new wait
+        self._peer.engine.call_soon(self._peer.restart_requested)
         self._start += 1
 
     async def wait_connected(self, timeout: float = DEFAULTS["connectTimeoutS"]) -> None:

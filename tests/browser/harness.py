@@ -503,6 +503,18 @@ class _RtcwProbe(_rtcw_anywidget.AnyWidget):
           m.set(key, value);
           m.save_changes();
         };
+        // send a custom comm message from the page to any model (fuzzing the kernel end)
+        globalThis.__rtcwSendCustom = async (id, contents) => {
+          const m = await wm.get_model(id);
+          for (const c of contents) m.send(c);
+          return contents.length;
+        };
+        // record the custom messages the kernel sends to a model
+        globalThis.__rtcwListen = async (id) => {
+          const m = await wm.get_model(id);
+          const got = (globalThis.__rtcwCustom = globalThis.__rtcwCustom || {})[id] = [];
+          m.on("msg:custom", (c) => got.push(c));
+        };
         globalThis.__rtcwSeen = (globalThis.__rtcwSeen || []).concat([tag]);
         model.set("echo", "seen:" + tag);
         model.save_changes();
@@ -687,6 +699,21 @@ class Notebook:
             polling=100,
         )
         return handle.json_value()
+
+    def send_custom(self, model_id: str, contents: Sequence[Any]) -> int:
+        """Send each of ``contents`` as a custom comm message from the PAGE to the kernel's model."""
+        if not self._probe_defined or not self.seen_tags():
+            self.create_probe("__harness__")
+        return self.page.evaluate("([id, cs]) => globalThis.__rtcwSendCustom(id, cs)", [model_id, list(contents)])
+
+    def listen_custom(self, model_id: str) -> None:
+        """Start recording the custom messages the kernel sends to ``model_id`` (see ``custom_received``)."""
+        if not self._probe_defined or not self.seen_tags():
+            self.create_probe("__harness__")
+        self.page.evaluate("id => globalThis.__rtcwListen(id)", model_id)
+
+    def custom_received(self, model_id: str) -> list[Any]:
+        return self.page.evaluate("id => (globalThis.__rtcwCustom || {})[id] || []", model_id)
 
     def set_model_value(self, model_id: str, key: str, value: Any) -> None:
         """Set ``key`` on a widget model from the PAGE side and sync it to the kernel."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 
 import pytest
@@ -133,3 +134,19 @@ def test_bad_messages_while_connected_lose_nothing_and_keep_the_channel(connect)
     assert ch.connection_state == "connected"
     ch.send("ok")
     assert browser.wait_received(1) == ["ok"]
+
+
+def test_start_after_a_failed_offer_waits_for_the_new_connection_not_the_old_error():
+    ch = DataChannel(label="again")
+    browser = FakeBrowser(ch)
+    try:
+        browser.to_kernel(protocol.offer("v=0\r\nno sections\r\n", "broken2"))
+        assert wait_for(lambda: "no media" in ch.error)
+        ch.start()
+        # the browser answers start() a moment later, as a real page does
+        threading.Timer(0.3, browser.connect).start()
+        ch.wait_connected_blocking(20)
+        assert ch.connection_state == "connected" and ch.error == ""
+    finally:
+        ch.close()
+        browser.close()
