@@ -1,0 +1,44 @@
+"""Every tutorial in notebooks/ runs in a real JupyterLab page, cell by cell, as a user would run it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from harness import REPO_ROOT, Notebook
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+
+#: What a correct run prints, per notebook: (cell index among code cells, regex its output must match).
+EXPECTED = {
+    "01-data-channels.ipynb": [
+        (1, r"\('connected', 262144\)"),
+        (5, r"echo round trip: median \d+\.\d+ ms"),
+        (6, r"ping: median \d+\.\d+ ms"),
+        (8, r"\b(4[5-9]|50) of 50 echoes handled during the sleep"),
+        (9, r"'closed'"),
+    ],
+}
+
+
+def test_there_are_tutorials() -> None:
+    assert NOTEBOOKS, "notebooks/ holds no tutorial"
+    assert {p.name for p in NOTEBOOKS} <= set(EXPECTED), "add the expected outputs of every tutorial to EXPECTED"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_tutorial_runs_cell_by_cell_without_errors(path: Path, notebook: Notebook) -> None:
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    outputs: list[str] = []
+    for i, source in enumerate(cells):
+        out = notebook.run_cell_ui(source, timeout=90)
+        text = "\n".join(out.all_inner_texts())
+        outputs.append(text)
+        assert not re.search(r"Traceback|Error\b", text), f"cell {i} of {path.name} failed:\n{source}\n---\n{text}"
+    notebook.screenshot(f"notebook-{path.stem}", full_page=True)
+    for index, pattern in EXPECTED[path.name]:
+        assert re.search(pattern, outputs[index]), f"cell {index} of {path.name}: {outputs[index]!r} !~ {pattern}"
