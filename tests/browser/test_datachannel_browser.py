@@ -348,5 +348,10 @@ def test_displayed_widget_connects_in_the_same_cell_and_chats(notebook: Notebook
     box.press("Enter")
     widget.locator(".rtcw-log").get_by_text("kernel got 'hello from the page ✓'").wait_for(timeout=15_000)
     assert notebook.kernel.eval("got") == ["hello from the page ✓"]
+    # the kernel's counters reach the view too (every countersIntervalMs)
+    notebook.page.wait_for_function(
+        "() => document.querySelector('.rtcw-datachannel .rtcw-stats').textContent.includes('kernel11')",
+        timeout=10_000,
+    )
     shot = notebook.screenshot("datachannel-widget")
     widget.screenshot(path=str(shot.with_name("datachannel-widget-only.png")))
