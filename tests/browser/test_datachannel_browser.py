@@ -188,9 +188,16 @@ def test_unordered_without_retransmits_connects_and_delivers_on_a_clean_link(not
     assert opts == ["fast", False, 0, None]
     kernel_collect(notebook)
     notebook.page.evaluate(COLLECT_JS, pid)
+    # Paced (~1 message/ms): with maxRetransmits=0 a burst that overflows a socket buffer on a loaded 2-core machine
+    # is lost for good, which is the channel doing its job, not a defect; the claim here is delivery on a clean link.
     msgs = [f"u{i}" for i in range(300)]
-    assert notebook.page.evaluate(SEND_JS, [pid, [{"t": m} for m in msgs]]) == 300
-    notebook.kernel.execute("for i in range(300):\n    ch.send(f'k{i}')")
+    sent = notebook.page.evaluate(
+        """async ([pid, msgs]) => { const peer = globalThis.rtcWidgets.peers.get(pid); let n = 0;
+          for (const m of msgs) { if (peer.send(m)) n++; await new Promise((r) => setTimeout(r, 1)); } return n; }""",
+        [pid, msgs],
+    )
+    assert sent == 300
+    notebook.kernel.execute("for i in range(300):\n    ch.send(f'k{i}')\n    time.sleep(0.001)")
     wait_kernel_count(notebook, "len(got)", 300)
     assert sorted(notebook.kernel.eval("got")) == sorted(msgs)
     got = notebook.page.evaluate(DIGESTS_JS, [pid, 300, 10_000])
@@ -306,11 +313,15 @@ def test_fuzzed_signaling_keeps_the_kernel_alive_and_a_valid_offer_connects(note
     assert notebook.send_custom(mid, malformed_messages("fuzzsession")) == 1000
     # the kernel answers each refused message with an error message,
     # fills .error with words and stays alive
-    deadline = time.monotonic() + 30
-    while not notebook.kernel.eval("ch.error"):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    # wait until the kernel has worked through all of them (its error replies stop coming)
+    deadline = time.monotonic() + 60
+    replies = -1
+    while replies != (replies := len(notebook.custom_received(mid))) or replies == 0:
+        assert time.monotonic() < deadline, replies
+        time.sleep(1.0)
+    assert notebook.kernel.eval("ch.error")
     errors = [m for m in notebook.custom_received(mid) if m.get("type") == "error"]
+    assert len(errors) >= 900, len(errors)  # (a stale-session bye or candidate is ignored, not answered)
     codes = {m["code"] for m in errors}
     assert {"bad-message", "too-large"} <= codes, codes
     assert all(m["message"] for m in errors)
