@@ -15,8 +15,11 @@ SYSTEM_PACKAGES := chromium iproute2 iptables coturn
 
 .PHONY: lab test system venv js lint typecheck js-check pytest wheel-check bench clean
 
+# containers often run as root, where jupyter refuses to start without --allow-root
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: venv
-	cd notebooks && ../$(VENV)/bin/jupyter lab
+	cd notebooks && ../$(VENV)/bin/jupyter lab $(LAB_ARGS)
 
 test: system venv lint typecheck js-check pytest wheel-check
 
@@ -29,7 +32,7 @@ system:
 
 # The venv is (re)built when pyproject.toml changes. The JS bundle is built first and the editable install skips
 # hatch-jupyter-builder's npm step (it would run npm again on every editable install).
-$(VENV)/.installed: pyproject.toml $(BUNDLE)
+$(VENV)/.installed: pyproject.toml | $(BUNDLE)
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -q -e ".[test,lab,fast]"
