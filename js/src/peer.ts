@@ -2,6 +2,7 @@
 // One instance per widget model (created in anywidget `initialize`), shared by all of that model's views.
 // The browser offers and trickles its candidates; the kernel answers with all of its candidates in the SDP.
 import type { AnyModel } from "@anywidget/types";
+import { SignalRoute } from "./bus";
 import {
   answerPing,
   type ConnectionTraits,
@@ -98,6 +99,8 @@ export class BrowserPeer {
   readonly log: MessageLog = new MessageLog(LIMITS.maxLogEntries);
 
   readonly #model: PeerModel;
+  /** Signaling path: the server bus when present, else the comm. */
+  readonly #route: SignalRoute;
   readonly #createPc: (config: RTCConfiguration) => RTCPeerConnection;
   readonly #listeners = new Set<() => void>();
   /** Bumped on every start/close; async work from an older session checks it and gives up. */
@@ -116,6 +119,7 @@ export class BrowserPeer {
     this.#startSeen = Number(model.get("_start")) || 0;
     this.#echo = Boolean(model.get("echo"));
     model.on("msg:custom", this.#onKernelMessage);
+    this.#route = new SignalRoute(model, this.peerId, this.#onKernelMessage);
     model.on("change:_start", this.#onStartChange);
     model.on("change:echo", this.#onEchoChange);
   }
@@ -227,6 +231,7 @@ export class BrowserPeer {
     this.close(true);
     this.#disposed = true;
     this.#model.off("msg:custom", this.#onKernelMessage);
+    this.#route.dispose();
     this.#model.off("change:_start", this.#onStartChange);
     this.#model.off("change:echo", this.#onEchoChange);
     this.#listeners.clear();
@@ -495,7 +500,7 @@ export class BrowserPeer {
       return false;
     }
     try {
-      this.#model.send(msg);
+      this.#route.send(msg);
       return true;
     } catch (e) {
       this.#showError(`Could not reach the kernel (${errText(e)}). Is the kernel still running?`);

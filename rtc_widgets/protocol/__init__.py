@@ -19,6 +19,7 @@ VERSION: Final[int] = SPEC["version"]
 LIMITS: Final[dict[str, int]] = SPEC["limits"]
 DEFAULTS: Final[dict[str, Any]] = SPEC["defaults"]
 ERROR_CODES: Final[dict[str, str]] = SPEC["errorCodes"]
+BUS: Final[dict[str, Any]] = SPEC["bus"]
 MESSAGE_TYPES: Final[tuple[str, ...]] = tuple(SPEC["schema"]["properties"]["type"]["enum"])
 
 _validate = fastjsonschema.compile(SPEC["schema"])
@@ -113,6 +114,7 @@ def pong(seq: int, t: float) -> dict[str, Any]:
 
 
 __all__ = [
+    "BUS",
     "DEFAULTS",
     "ERROR_CODES",
     "LIMITS",

@@ -23,6 +23,7 @@ from ..config import config, normalize_ice_servers
 from ..engine import get_engine
 from ..peer import KernelPeer
 from ..protocol import DEFAULTS, ProtocolError
+from ..signaling import SignalRoute
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -43,6 +44,7 @@ class PeerWidget(anywidget.AnyWidget):
         ["all", "relay"], "all", help='"relay" uses TURN candidates only (for experiments).'
     ).tag(sync=True)
     _start = t.Int(0).tag(sync=True)
+    _bus = t.Bool(False, help="The kernel signals over the server extension's bus (else the comm).").tag(sync=True)
 
     connection_state = t.Unicode(
         "new", read_only=True, help="new, connecting, connected, disconnected, failed or closed (kernel end)."
@@ -55,12 +57,16 @@ class PeerWidget(anywidget.AnyWidget):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("peer_id", uuid.uuid4().hex)
+        route = SignalRoute()  # the server bus when there is one; also its ICE servers (minted TURN credentials)
+        kwargs["_bus"] = route.bus_ready
+        server_ice, server_policy = route.server_ice()
         if "ice_servers" in kwargs:
             kwargs["ice_servers"] = normalize_ice_servers(kwargs["ice_servers"])
         else:
-            kwargs["ice_servers"] = list(config.ice_servers)
-        kwargs.setdefault("ice_transport_policy", config.ice_transport_policy)
+            kwargs["ice_servers"] = list(config.ice_servers) + server_ice
+        kwargs.setdefault("ice_transport_policy", "relay" if server_policy == "relay" else config.ice_transport_policy)
         super().__init__(**kwargs)
+        self._route = route
         self._trait_lock = threading.Lock()
         self._peer = KernelPeer(
             name=f"{type(self).__name__} {self.peer_id[:8]}",
@@ -69,6 +75,7 @@ class PeerWidget(anywidget.AnyWidget):
             on_change=self._apply_peer_changes,
             ice_servers=lambda: list(self.ice_servers),
         )
+        route.attach(self.peer_id, self._receive_signal)
         self.on_msg(self._on_custom_msg)
         if self.comm is not None:
             self.comm.on_close(lambda _msg: self._on_comm_closed())
@@ -108,16 +115,24 @@ class PeerWidget(anywidget.AnyWidget):
             else:
                 with contextlib.suppress(Exception):
                     engine.run_sync(peer.close(), timeout=10)
+        if hasattr(self, "_route"):
+            self._route.detach()
         super().close()
 
     # --- plumbing --------------------------------------------------------------------------------
     def _send_signal(self, msg: dict[str, Any]) -> None:
+        if self._route.send(msg):
+            return
         comm = self.comm
         if comm is not None and not getattr(comm, "_closed", False):
             ipywidgets.Widget.send(self, msg)
 
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        # Runs on the kernel's main thread: validate here, act on the engine.
+        if not self._route.came_by_comm(content):
+            self._receive_signal(content)
+
+    def _receive_signal(self, content: Any) -> None:
+        # Runs on the kernel's main thread (comm) or the engine (bus): validate here, act on the engine.
         try:
             msg = protocol.validate(content)
         except ProtocolError as exc:
@@ -132,6 +147,7 @@ class PeerWidget(anywidget.AnyWidget):
                     self.set_trait(name, value)
 
     def _on_comm_closed(self) -> None:
+        self._route.detach()
         peer = self._peer
         if not peer.closed and peer.engine.is_running():
             peer.engine.submit(peer.close())

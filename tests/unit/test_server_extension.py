@@ -1,0 +1,106 @@
+"""Server extension pieces without a server: router, envelope checks, TURN credentials, handler auth."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+from jupyter_server.serverapp import ServerWebApplication
+
+from rtc_widgets import protocol
+from rtc_widgets.server import _jupyter_server_extension_points
+from rtc_widgets.server.bus import Router, handle_browser_frame, handle_kernel_frame
+from rtc_widgets.server.handlers import BrowserBusHandler, IceHandler, KernelBusHandler
+from rtc_widgets.server.turn import minted_ice_servers, turn_credential
+
+
+class FakeConn:
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+
+    def deliver(self, text: str) -> None:
+        self.got.append(json.loads(text))
+
+
+def offer() -> dict[str, Any]:
+    return protocol.offer("v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", "s1")
+
+
+def test_router_routes_by_peer_both_ways() -> None:
+    router, kernel, other_kernel, page = Router(), FakeConn(), FakeConn(), FakeConn()
+    handle_kernel_frame(router, kernel, json.dumps({"op": "own", "peer": "p1"}))
+    handle_kernel_frame(router, other_kernel, json.dumps({"op": "own", "peer": "p2"}))
+    handle_browser_frame(router, page, json.dumps({"op": "sub", "peer": "p1"}))
+    assert handle_browser_frame(router, page, json.dumps({"op": "msg", "peer": "p1", "msg": offer()})) is None
+    assert kernel.got == [{"op": "msg", "peer": "p1", "msg": offer()}] and other_kernel.got == []
+    handle_kernel_frame(router, kernel, json.dumps({"op": "msg", "peer": "p1", "msg": protocol.answer("x", "s1")}))
+    handle_kernel_frame(router, other_kernel, json.dumps({"op": "msg", "peer": "p2", "msg": protocol.bye("s")}))
+    assert page.got == [{"op": "msg", "peer": "p1", "msg": protocol.answer("x", "s1")}]
+    router.drop(page)
+    assert router.to_browsers("p1", protocol.bye()) == 0
+
+
+def test_early_browser_messages_wait_for_the_kernel_then_expire() -> None:
+    now = [0.0]
+    router, kernel, page = Router(clock=lambda: now[0]), FakeConn(), FakeConn()
+    handle_browser_frame(router, page, json.dumps({"op": "msg", "peer": "late", "msg": offer()}))
+    handle_browser_frame(router, page, json.dumps({"op": "msg", "peer": "stale", "msg": offer()}))
+    now[0] = protocol.BUS["pendingTtlS"] / 2
+    handle_kernel_frame(router, kernel, json.dumps({"op": "own", "peer": "late"}))
+    assert [m["peer"] for m in kernel.got] == ["late"]
+    now[0] = protocol.BUS["pendingTtlS"] * 2
+    handle_kernel_frame(router, kernel, json.dumps({"op": "own", "peer": "stale"}))
+    assert [m["peer"] for m in kernel.got] == ["late"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\x00binary",
+        "not json",
+        "[1, 2]",
+        json.dumps({"op": "msg", "peer": "../../etc", "msg": offer()}),
+        json.dumps({"op": "msg", "peer": "p", "msg": {"v": 1, "type": "offer"}}),
+        json.dumps({"op": "msg", "peer": "p", "msg": {**offer(), "sdp": "x" * 200_000}}),
+        json.dumps({"op": "own", "peer": "p"}),  # only kernels own peers
+    ],
+)
+def test_bad_browser_frames_get_an_error_and_reach_no_kernel(frame: Any) -> None:
+    router, kernel, page = Router(), FakeConn(), FakeConn()
+    handle_kernel_frame(router, kernel, json.dumps({"op": "own", "peer": "p"}))
+    reply = handle_browser_frame(router, page, frame)
+    assert reply is not None and json.loads(reply)["op"] == "error"
+    assert kernel.got == []
+    assert router.owners["p"] is kernel
+
+
+def test_turn_credentials_follow_coturns_rest_scheme() -> None:
+    username, credential = turn_credential("s3cret", "kernel", 600, now=1_000_000)
+    assert username == "1000600:kernel"
+    expected = base64.b64encode(hmac.new(b"s3cret", b"1000600:kernel", hashlib.sha1).digest()).decode()
+    assert credential == expected
+    servers = minted_ice_servers("s3cret", ["stun:a:3478", "turn:b:443?transport=tcp"], "browser", 60)
+    assert servers[0] == {"urls": ["stun:a:3478"]}
+    assert servers[1]["urls"] == ["turn:b:443?transport=tcp"] and servers[1]["username"].endswith(":browser")
+    assert minted_ice_servers("", ["turn:b:443"], "x", 60) == []
+
+
+def test_every_handler_is_authenticated() -> None:
+    check = ServerWebApplication._check_handler_auth
+    for handler in (BrowserBusHandler, KernelBusHandler, IceHandler):
+        assert check(None, "/x", handler) == [], handler  # type: ignore[arg-type]
+
+    class Forgotten(IceHandler):
+        async def get(self) -> None:  # the check notices a handler without a decorator
+            pass
+
+    assert check(None, "/x", Forgotten)  # type: ignore[arg-type]
+
+
+def test_extension_point() -> None:
+    (point,) = _jupyter_server_extension_points()
+    assert point["module"] == "rtc_widgets.server" and point["app"].name == "rtc_widgets"
