@@ -1,0 +1,201 @@
+"""Signaling round trips: widget comm (stock, and with the extension's TCP_NODELAY) against the server bus.
+
+Run it as ``.venv/bin/python -m benchmarks.signaling`` (as root). Like the test suite it re-executes itself inside
+a private network namespace (``unshare --net`` + ``tests/netns.py``); JupyterLab, Chromium and the kernel talk over
+loopback only.
+
+Three JupyterLab servers, one notebook page each (headless Chromium), ``--samples`` sequential round trips each:
+
+- ``stock``: no rtc_widgets extension. Comm RTT: the kernel sends a small custom message to an echo widget, the
+  page sends it back over its comm; timed in the cell (perf_counter) from ``send`` to the handler.
+- ``nodelay``: the extension with ``tcp_nodelay=True`` (its default). Comm RTT as above, and bus RTT: a protocol
+  ``ping`` from the kernel's engine over the bus websocket to the page's BrowserPeer, which answers ``pong`` over the
+  bus; timed from the send to the arrival on the engine thread.
+- ``ext-nagle``: the extension with ``tcp_nodelay=False``, to separate NODELAY's effect from the bus's.
+
+Results: benchmarks/results/signaling.{json,md}. Nothing is asserted: the numbers go in the issue note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NETNS_PY = REPO_ROOT / "tests" / "netns.py"
+HARNESS_DIR = REPO_ROOT / "tests" / "browser"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+ECHO_SETUP = r"""
+import asyncio, time
+import anywidget as _aw
+
+class _RtcwEcho(_aw.AnyWidget):
+    _esm = "export default { initialize({ model }) { model.on('msg:custom', (c) => model.send(c)); } };"
+
+_echo = _RtcwEcho()
+_echo_state = {"fut": None, "loop": None, "want": None}
+
+def _echo_got(_w, content, _buffers):
+    t = time.perf_counter()
+    fut, loop = _echo_state["fut"], _echo_state["loop"]
+    if fut is not None and (content.get("i"), content.get("j")) == _echo_state["want"]:
+        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(t))
+
+_echo.on_msg(_echo_got)
+
+async def comm_rtt(n, burst=1, timeout=10.0):
+    # send `burst` messages back to back; time until the echo of the LAST one arrives
+    loop = asyncio.get_running_loop()
+    out = []
+    for i in range(n):
+        fut = loop.create_future()
+        _echo_state.update(fut=fut, loop=loop, want=(i, burst - 1))
+        t0 = time.perf_counter()
+        for j in range(burst):
+            _echo.send({"i": i, "j": j, "pad": "rtt-probe-0123456789"})
+        t1 = await asyncio.wait_for(fut, timeout)
+        out.append((t1 - t0) * 1000)
+        await asyncio.sleep(0.005)  # let the earlier echoes of a burst drain
+    return out
+"""
+
+BUS_SETUP = r"""
+from rtc_widgets import DataChannel
+_bch = DataChannel(label="bench")
+_bch.start()
+await _bch.wait_connected(timeout=30)
+
+async def bus_rtt(n):
+    return [await _bch._route.ping(_bch._send_signal) for _ in range(n)]
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def ensure_namespace() -> None:
+    spec = importlib.util.spec_from_file_location("_rtcw_bench_netns", NETNS_PY)
+    assert spec is not None and spec.loader is not None
+    netns = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(netns)
+    if os.environ.get(netns.ENV_FLAG) == "1":
+        netns.check_isolated()
+        return
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        sys.exit("unshare (util-linux) is needed: the benchmark runs in a private network namespace")
+    command = [sys.executable, "-m", "benchmarks.signaling", *sys.argv[1:]]
+    os.chdir(REPO_ROOT)
+    os.execv(unshare, [unshare, "--net", "--", sys.executable, str(NETNS_PY), "--", *command])
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+    return {
+        "n": len(s),
+        "p50": statistics.median(s),
+        "p90": s[int(0.9 * (len(s) - 1))],
+        "mean": statistics.fmean(s),
+        "p99": s[int(0.99 * (len(s) - 1))],
+        "over_20ms": sum(x > 20 for x in s) / len(s),
+        "min": s[0],
+        "max": s[-1],
+    }
+
+
+def measure(name: str, lab: Any, browser: Any, samples: int, bus: bool) -> dict[str, Any]:
+    from harness import Notebook
+
+    nb = Notebook(lab, browser, f"bench-{name}.ipynb")
+    try:
+        nb.kernel.execute(ECHO_SETUP)
+        # the page's widget manager must hold the echo model before timing starts
+        nb.kernel.execute("await comm_rtt(5)", 60)
+        out: dict[str, Any] = {}
+        nb.kernel.execute(f"_r = await comm_rtt({samples})", 300)
+        out["comm"] = summary(nb.kernel.eval("_r"))
+        log(f"{name}: comm RTT p50 {out['comm']['p50']:.2f} ms")
+        nb.kernel.execute(f"_r = await comm_rtt({samples}, burst=3)", 300)
+        out["comm, 3-message burst"] = summary(nb.kernel.eval("_r"))
+        log(f"{name}: comm burst RTT p50 {out['comm, 3-message burst']['p50']:.2f} ms")
+        if bus:
+            nb.kernel.execute(BUS_SETUP, 90)
+            assert nb.kernel.eval("_bch._bus") is True, "the kernel did not get the bus"
+            nb.kernel.execute("await bus_rtt(5)")
+            nb.kernel.execute(f"_b = await bus_rtt({samples})", 300)
+            out["bus"] = summary(nb.kernel.eval("_b"))
+            log(f"{name}: bus RTT p50 {out['bus']['p50']:.2f} ms")
+        return out
+    finally:
+        nb.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    ensure_namespace()
+    sys.path.insert(0, str(HARNESS_DIR))
+    from buslab import ExtLabServer
+    from harness import chromium_executable, merged_chromium_args
+    from playwright.sync_api import sync_playwright
+
+    configs = {
+        "stock": {"extension": False},
+        "nodelay": {"extension": True},
+        "ext-nagle": {"extension": True, "config": {"RtcWidgetsApp": {"tcp_nodelay": False}}},
+    }
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="rtcw-bench-") as tmp, sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium_executable(), args=merged_chromium_args(), chromium_sandbox=False, headless=True
+        )
+        for name, kw in configs.items():
+            lab = ExtLabServer(Path(tmp) / name, **kw)
+            lab.start()
+            try:
+                results[name] = measure(name, lab, browser, args.samples, bus=kw["extension"])
+            finally:
+                lab.stop()
+        browser.close()
+    meta = {
+        "samples": args.samples,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "signaling.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    rows = [
+        "| server | path | p50 ms | p90 ms | p99 ms | mean ms | > 20 ms | min ms | max ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, res in results.items():
+        for path, s in res.items():
+            rows.append(
+                f"| {name} | {path} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['mean']:.2f} "
+                f"| {s['over_20ms']:.0%} | {s['min']:.2f} | {s['max']:.2f} |"
+            )
+    table = "\n".join(rows)
+    (RESULTS_DIR / "signaling.md").write_text(
+        "# Signaling round trips (kernel -> browser -> kernel)\n\n"
+        f"{args.samples} sequential samples each, headless Chromium, JupyterLab and kernel on loopback, "
+        f"{meta['cpus']} CPUs, {meta['date']}.\n\n{table}\n"
+    )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

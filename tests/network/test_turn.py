@@ -1,0 +1,163 @@
+"""TURN-only: the kernel may send nothing but TCP to port 443 of a coturn on a router; ICE must relay.
+
+Browser (Chromium) and kernel (JupyterLab + ipykernel) live in different namespaces joined only by a router that
+forwards the page's TCP to JupyterLab. coturn runs on the router with ``use-auth-secret``; the server extension
+holds the secret and mints credentials for both ends (no secret in the notebook). Assertions: the selected
+candidate pair on the kernel is a relay candidate, coturn accepted the minted usernames, and messages of every
+kind cross both ways intact. The control without TURN shows the path really is closed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from buslab import ExtLabServer
+from harness import Notebook, chromium_executable, merged_chromium_args
+
+from .topology import KERNEL_IP, ROUTER_KERNEL_IP, TURN_PORT, TurnTopology
+
+TURN_URL = f"turn:{ROUTER_KERNEL_IP}:{TURN_PORT}?transport=tcp"
+
+pytestmark = pytest.mark.browser
+
+
+class NetLabServer(ExtLabServer):
+    """JupyterLab on every address of this namespace; once the topology is up, pages load from KERNEL_IP."""
+
+    host = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+SELECTED_KERNEL = """
+def _selected_pair(ch):
+    conn = ch.peer.pc.sctp.transport.transport._connection
+    pair = conn._nominated.get(1)
+    return None if pair is None else [pair.local_candidate.type, pair.remote_candidate.type]
+"""
+
+SELECTED_BROWSER = """async pid => {
+  const pc = globalThis.rtcWidgets.peers.get(pid).pc;
+  const stats = await pc.getStats();
+  let id = null;
+  stats.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) id = r.selectedCandidatePairId; });
+  if (!id) {
+    stats.forEach((r) => { if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") id = r.id; });
+  }
+  const pair = stats.get(id);
+  return [stats.get(pair.localCandidateId).candidateType, stats.get(pair.remoteCandidateId).candidateType];
+}"""
+
+KERNEL_MESSAGES = ["relay ✓ text", b"\x00\x01\x02\xff" * 64, "x" * 10_000, b"", "last"]
+
+
+@pytest.fixture
+def turn_world(playwright: Any) -> Iterator[tuple[TurnTopology, NetLabServer, Any]]:
+    with tempfile.TemporaryDirectory(prefix="rtcw-turn-") as tmp:
+        work = Path(tmp)
+        secret = "s" + str(time.monotonic_ns())
+        topo_holder: list[TurnTopology] = []  # built once the lab's port is known
+        lab = NetLabServer(
+            work / "lab",
+            extension=True,
+            config={
+                "ServerApp": {"ip": "0.0.0.0", "allow_remote_access": True},
+                "RtcWidgetsApp": {"turn_secret": secret, "turn_ttl": 600, "turn_urls": [TURN_URL]},
+            },
+        )
+        lab.start()
+        try:
+            topo = TurnTopology(jupyter_port=lab.port, workdir=work, turn_secret=secret)
+            topo_holder.append(topo)
+            topo.up()
+            lab.host = KERNEL_IP
+            browser = playwright.chromium.launch(
+                executable_path=topo.chromium_wrapper(chromium_executable()),
+                args=merged_chromium_args(),
+                chromium_sandbox=False,
+                headless=True,
+                timeout=60_000,
+            )
+            try:
+                yield topo, lab, browser
+            finally:
+                browser.close()
+        finally:
+            for topo in topo_holder:
+                topo.down()
+            lab.stop()
+
+
+def test_turn_only_network_selects_a_relay_and_carries_messages(
+    turn_world: tuple[TurnTopology, NetLabServer, Any],
+) -> None:
+    topo, lab, browser = turn_world
+    nb = Notebook(lab, browser, "turn.ipynb", ready_timeout=90)
+    try:
+        nb.kernel.execute(
+            "from rtc_widgets import DataChannel\nch = DataChannel(label='turn')\n"
+            "print([s['urls'] for s in ch.ice_servers], [s.get('username', '') for s in ch.ice_servers])"
+        )
+        servers = nb.kernel.eval("ch.ice_servers")
+        assert servers and servers[0]["urls"] == [topo.turn_url], servers
+        assert servers[0]["username"].endswith(":kernel") and servers[0]["credential"], "no minted credential"
+        assert topo.turn_secret not in str(servers)
+        nb.kernel.execute("ch.start()\nawait ch.wait_connected(timeout=60)", 90)
+        nb.kernel.execute(SELECTED_KERNEL)
+        assert nb.kernel.eval("_selected_pair(ch)")[0] == "relay"
+        pid = nb.kernel.eval("ch.peer_id")
+        browser_pair = nb.page.evaluate(SELECTED_BROWSER, pid)
+        assert "relay" in browser_pair, browser_pair
+        assert ":kernel" in topo.turn_log()  # coturn accepted the credential the extension minted
+
+        # messages both ways, content checked
+        nb.page.evaluate(
+            "pid => { const p = globalThis.rtcWidgets.peers.get(pid); globalThis.__got = [];"
+            " p.channel.addEventListener('message', (e) => globalThis.__got.push("
+            " typeof e.data === 'string' ? 't:' + e.data : 'b:' + Array.from(new Uint8Array(e.data)).join(','))); }",
+            pid,
+        )
+        nb.kernel.execute(f"got = []\nch.on_message(got.append)\nfor m in {KERNEL_MESSAGES!r}:\n    ch.send(m)")
+        expected = [f"t:{m}" if isinstance(m, str) else "b:" + ",".join(map(str, m)) for m in KERNEL_MESSAGES]
+        nb.page.wait_for_function(f"() => globalThis.__got.length >= {len(expected)}", timeout=30_000)
+        assert nb.page.evaluate("() => globalThis.__got") == expected
+        sent = nb.page.evaluate(
+            "pid => { const p = globalThis.rtcWidgets.peers.get(pid);"
+            " return [p.send('from the page ✓'), p.send(new Uint8Array([1, 2, 3, 250]))]; }",
+            pid,
+        )
+        assert sent == [True, True]
+        deadline = time.monotonic() + 30
+        while nb.kernel.eval("len(got)") < 2:
+            assert time.monotonic() < deadline, "the page's messages did not reach the kernel"
+            time.sleep(0.2)
+        assert nb.kernel.eval("[m if isinstance(m, str) else list(m) for m in got]") == [
+            "from the page ✓",
+            [1, 2, 3, 250],
+        ]
+    finally:
+        nb.close()
+
+
+def test_without_turn_the_same_network_has_no_path(turn_world: tuple[TurnTopology, NetLabServer, Any]) -> None:
+    """The control: with no ICE servers, browser and kernel cannot connect here (so the relay above is needed)."""
+    _topo, lab, browser = turn_world
+    nb = Notebook(lab, browser, "noturn.ipynb", ready_timeout=90)
+    try:
+        nb.kernel.execute("from rtc_widgets import DataChannel\nch = DataChannel(ice_servers=[])\nch.start()")
+        nb.kernel.execute(
+            "import asyncio\ntry:\n    await ch.wait_connected(timeout=20)\n    outcome = 'connected'\n"
+            "except (TimeoutError, ConnectionError) as exc:\n    outcome = type(exc).__name__\n",
+            60,
+        )
+        assert nb.kernel.eval("outcome") != "connected"
+        assert nb.kernel.eval("ch._bus") is True  # signaling itself worked (over the bus): only media had no path
+    finally:
+        nb.close()
