@@ -2,6 +2,17 @@
 
 from ._version import __version__
 from .config import config
+from .session import export_session, load_session
+from .stats import PeerStats
 from .widgets.datachannel import DataChannel
+from .widgets.statsview import StatsView
 
-__all__ = ["DataChannel", "__version__", "config"]
+__all__ = [
+    "DataChannel",
+    "PeerStats",
+    "StatsView",
+    "__version__",
+    "config",
+    "export_session",
+    "load_session",
+]

@@ -27,7 +27,9 @@ from aiortc.sdp import candidate_from_sdp
 from . import protocol
 from .channel import Channel
 from .engine import get_engine
+from .kstats import KernelSampler, control_listener, watch
 from .protocol import DEFAULTS, LIMITS, ProtocolError
+from .stats import PeerStats
 
 log = logging.getLogger("rtc_widgets")
 
@@ -75,6 +77,7 @@ class KernelPeer:
         self.session: str | None = None
         self.pc: RTCPeerConnection | None = None
         self._control: RTCDataChannel | None = None
+        self.stats = PeerStats(name)
         self._remote_set = False
         self._closed = False
         self.state: dict[str, Any] = {
@@ -113,6 +116,7 @@ class KernelPeer:
             self._changed = self._changed or asyncio.Event()
             self._spawn(self._consume())
             self._spawn(self._report_counters())
+            self._spawn(KernelSampler(self.stats).run(self))
         try:
             self._queue.put_nowait(msg)
         except asyncio.QueueFull:
@@ -177,6 +181,9 @@ class KernelPeer:
             self._send_signal(protocol.pong(msg["seq"], msg["t"]))
         elif kind == "pong":
             self._resolve_pong(msg["seq"])
+        elif kind == "stats":  # before the control channel opens, the browser sends stats over the comm
+            if session in (None, self.session):
+                self.stats.add_browser_message(msg)
         else:  # "answer": the kernel never offers
             raise ProtocolError("out-of-order", f"the kernel does not expect a '{kind}' message")
 
@@ -193,6 +200,9 @@ class KernelPeer:
         self.fatal_error = ""
         self._set(error="", connection_state="connecting", max_message_size=0)
         pc = self.pc = RTCPeerConnection(_rtc_configuration(self._ice_servers()))
+        self.stats.new_session()
+        watch(self.stats, pc)
+        self.stats.set_remote_sdp(sdp)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", lambda: self._on_pc_state(pc))
         pc.on("iceconnectionstatechange", lambda: self._on_pc_state(pc))
@@ -205,6 +215,7 @@ class KernelPeer:
         await pc.setLocalDescription(await pc.createAnswer())
         if pc is not self.pc:  # replaced while gathering
             return
+        self.stats.set_local_sdp(pc.localDescription.sdp)
         self._send_signal(protocol.answer(pc.localDescription.sdp, session))
 
     async def _on_candidate(self, cand: dict[str, Any] | None, session: str) -> None:
@@ -230,6 +241,7 @@ class KernelPeer:
             await self.pc.addIceCandidate(candidate)
         except Exception as exc:
             raise ProtocolError("bad-candidate", f"ICE candidate rejected: {exc}") from None
+        self.stats.remote_candidate(text)
 
     def _on_pc_state(self, pc: RTCPeerConnection) -> None:
         if pc is not self.pc:
@@ -263,6 +275,7 @@ class KernelPeer:
         if dc.label == CONTROL_LABEL:
             self._control = dc
             dc.on("message", self._on_control)
+            dc.on("message", control_listener(self.stats))
             return
         channel = self.channels.get(dc.label)
         if channel is None or not channel.spec.matches(dc):

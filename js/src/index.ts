@@ -3,6 +3,7 @@
 import type { Initialize, Render } from "@anywidget/types";
 import { BrowserPeer, type PeerModel, type PeerTraits } from "./peer";
 import { renderDataChannel } from "./widgets/datachannel";
+import { renderInspector } from "./widgets/inspector";
 
 type KindView = (model: PeerModel, el: HTMLElement, peer: BrowserPeer) => () => void;
 
@@ -55,8 +56,12 @@ const render: Render<PeerTraits> = ({ model, el }) => {
   }
   const peer = peerFor(model);
   const cleanup = view(model, el, peer);
+  const inspector = renderInspector(model, el);
   peer.viewRendered();
-  return cleanup;
+  return () => {
+    inspector();
+    cleanup();
+  };
 };
 
 export default { initialize, render };

@@ -27,6 +27,7 @@ import {
   utf8Length,
   validate,
 } from "./protocol";
+import { StatsSampler } from "./stats";
 import { Trickle } from "./trickle";
 
 /** Synced traits of a peer widget model (names fixed by the Python side). */
@@ -97,6 +98,8 @@ export class BrowserPeer {
   };
   /** The latest user-channel messages, for the views. */
   readonly log: MessageLog = new MessageLog(LIMITS.maxLogEntries);
+  /** getStats sampler: compact samples to the kernel (stats.ts); set in the constructor. */
+  readonly stats: StatsSampler;
 
   readonly #model: PeerModel;
   /** Signaling path: the server bus when present, else the comm. */
@@ -118,6 +121,7 @@ export class BrowserPeer {
     this.#createPc = options.createPeerConnection ?? ((config) => new RTCPeerConnection(config));
     this.#startSeen = Number(model.get("_start")) || 0;
     this.#echo = Boolean(model.get("echo"));
+    this.stats = new StatsSampler(model, () => this.control);
     model.on("msg:custom", this.#onKernelMessage);
     this.#route = new SignalRoute(model, this.peerId, this.#onKernelMessage);
     model.on("change:_start", this.#onStartChange);
@@ -161,6 +165,7 @@ export class BrowserPeer {
     }
     this.pc = pc;
     registry().peers.set(this.peerId, this);
+    this.stats.attach(pc, this.session);
     const session = this.session;
     const trickle = new Trickle(
       (c) => this.#signal(candidateMsg(session, c)),
@@ -542,6 +547,7 @@ export class BrowserPeer {
 
   #teardown(): void {
     this.#gen++;
+    this.stats.detach();
     this.#trickle?.stop();
     this.#trickle = null;
     for (const ch of [this.channel, this.control]) {

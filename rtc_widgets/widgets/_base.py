@@ -23,7 +23,9 @@ from ..config import config, normalize_ice_servers
 from ..engine import get_engine
 from ..peer import KernelPeer
 from ..protocol import DEFAULTS, ProtocolError
+from ..sdp import SdpPair
 from ..signaling import SignalRoute
+from ..stats import PeerStats
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -55,6 +57,21 @@ class PeerWidget(anywidget.AnyWidget):
         sync=True
     )
 
+    stats_interval = t.Int(
+        DEFAULTS["stats"]["intervalMs"],
+        min=DEFAULTS["stats"]["minIntervalMs"],
+        max=60_000,
+        help="How often both ends sample their stats, in ms (down to 100). See .stats.",
+    ).tag(sync=True)
+    stats_window = t.Float(
+        DEFAULTS["stats"]["windowS"],
+        min=DEFAULTS["stats"]["minWindowS"],
+        help="Seconds of stats kept in .stats (the newest ones); memory stays bounded by it.",
+    )
+    inspector = t.Dict(
+        read_only=True, help="What the inspector panel shows: SDP sections, codecs, candidates, selected pair, events."
+    ).tag(sync=True)
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("peer_id", uuid.uuid4().hex)
         route = SignalRoute()  # the server bus when there is one; also its ICE servers (minted TURN credentials)
@@ -75,6 +92,9 @@ class PeerWidget(anywidget.AnyWidget):
             on_change=self._apply_peer_changes,
             ice_servers=lambda: list(self.ice_servers),
         )
+        self._peer.stats.peer_id = self.peer_id
+        self._peer.stats.on_inspector = lambda data: self._apply_peer_changes({"inspector": data})
+        self._stats_options()
         route.attach(self.peer_id, self._receive_signal)
         self.on_msg(self._on_custom_msg)
         if self.comm is not None:
@@ -118,6 +138,28 @@ class PeerWidget(anywidget.AnyWidget):
         if hasattr(self, "_route"):
             self._route.detach()
         super().close()
+
+    @property
+    def stats(self) -> PeerStats:
+        """Time series (``.latest``, ``.to_dataframe()``), state ``.events`` and more, of both ends."""
+        return self._peer.stats
+
+    @property
+    def sdp(self) -> SdpPair:
+        """The negotiated session, parsed: ``.local`` (the kernel's answer) and ``.remote`` (the browser's offer)."""
+        return self._peer.stats.sdp
+
+    @property
+    def candidates(self) -> dict[str, Any]:
+        """ICE candidates: ``local`` (kernel), ``remote`` (browser) and the ``selected`` pair, with their types."""
+        return self._peer.stats.candidates
+
+    @t.observe("stats_interval", "stats_window")
+    def _stats_options(self, _change: Any = None) -> None:
+        peer = getattr(self, "_peer", None)
+        if peer is not None:
+            peer.stats.interval_ms = self.stats_interval
+            peer.stats.window_s = self.stats_window
 
     # --- plumbing --------------------------------------------------------------------------------
     def _send_signal(self, msg: dict[str, Any]) -> None:
