@@ -1,8 +1,8 @@
 """JupyterLab servers with the rtc_widgets server extension switched on or off explicitly.
 
-The editable dev install has no ``etc/jupyter/jupyter_server_config.d/rtc_widgets.json`` (hatch's shared-data
-lands there only from a wheel), so these servers name the extension in their own config; ``extension=False``
-switches it off even where the config.d file is installed.
+A dev venv may predate the ``etc/jupyter/jupyter_server_config.d/rtc_widgets.json`` that installing the package
+adds, so these servers name the extension in their own config; ``extension=False`` switches it off even where
+the config.d file is installed.
 """
 
 from __future__ import annotations

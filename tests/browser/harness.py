@@ -195,6 +195,8 @@ class LabServer:
                 "root_dir": str(self.root_dir),
                 "allow_remote_access": False,
                 "terminals_enabled": False,
+                # the server extension on, as installing the package does (the dev venv may predate its config.d file)
+                "jpserver_extensions": {"rtc_widgets.server": True},
             },
             "IdentityProvider": {"token": self.token},
             "LabApp": {
