@@ -27,6 +27,7 @@ import {
   utf8Length,
   validate,
 } from "./protocol";
+import { RelayChannel } from "./relay";
 import { StatsSampler } from "./stats";
 import { Trickle } from "./trickle";
 
@@ -112,6 +113,8 @@ export class BrowserPeer {
   #rendered = false;
   #echo: boolean;
   #trickle: Trickle | null = null;
+  /** The relay channel once the kernel switched this session to the relay transport. */
+  #relay: RelayChannel | null = null;
   #reported = new Set<ErrorCode>();
   #disposed = false;
 
@@ -320,6 +323,35 @@ export class BrowserPeer {
     this.#notify();
   }
 
+  /** The kernel gave up on WebRTC for this session: end ICE, carry the user channel over the signaling path. */
+  #startRelay(reason: string): void {
+    if (this.#mediaKind() || !this.session || this.#relay) return; // media over the relay is not implemented
+    const gen = this.#gen;
+    this.#trickle?.stop();
+    for (const ch of [this.channel, this.control]) {
+      try {
+        ch?.close();
+      } catch {
+        // already closed
+      }
+    }
+    try {
+      this.pc?.close();
+    } catch {
+      // already closed
+    }
+    this.pc = null;
+    this.control = null;
+    const relay = new RelayChannel(String(this.#model.get("label") ?? ""), this.session, reason, (m) =>
+      this.#signal(m),
+    );
+    this.#relay = relay;
+    this.channel = relay as unknown as RTCDataChannel;
+    this.#wireChannel(gen, this.channel);
+    this.error = reason;
+    relay.open();
+  }
+
   #iceFailed(): void {
     this.#fail(
       "ice-failed",
@@ -361,6 +393,14 @@ export class BrowserPeer {
         this.#signal(pongMsg(msg.seq, msg.t));
         break;
       case "pong":
+        break;
+      case "relay":
+        this.#startRelay(msg.reason);
+        break;
+      case "data":
+        if (!this.#relay?.receive(msg)) {
+          this.#report("out-of-order", "A relay message arrived out of sequence or with no relay in use.");
+        }
         break;
       case "offer":
         this.#report(
@@ -567,6 +607,7 @@ export class BrowserPeer {
     this.pc = null;
     this.channel = null;
     this.control = null;
+    this.#relay = null;
   }
 
   #notify(): void {

@@ -59,7 +59,22 @@ export interface Pong extends Base {
   seq: number;
   t: number;
 }
-export type Message = Offer | Answer | Candidate | Bye | ErrorMsg | Ping | Pong;
+/** Kernel to browser: WebRTC found no path; the user channel now travels as `data` messages (relay.ts). */
+export interface Relay extends Base {
+  type: "relay";
+  session: string;
+  reason: string;
+}
+/** A user-channel message over the relay: `text`, or binary as `b64`; `seq` counts per channel from 0. */
+export interface DataMsg extends Base {
+  type: "data";
+  session: string;
+  label: string;
+  seq: number;
+  text?: string;
+  b64?: string;
+}
+export type Message = Offer | Answer | Candidate | Bye | ErrorMsg | Ping | Pong | Relay | DataMsg;
 export type MessageType = Message["type"];
 
 export type Validation<T = Message> = { ok: true; msg: T } | { ok: false; error: string };

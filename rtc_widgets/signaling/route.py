@@ -1,7 +1,8 @@
 """Which path a widget's signaling takes: the server bus when there is one, else the widget comm.
 
-The kernel answers on the path the browser last used, so a page without the bus (old bundle, bus socket refused)
-still gets its answers over the comm. Messages are accepted from both paths at all times.
+The kernel sends over the bus once the page has shown it listens there (a message of this peer arrived on the bus)
+and until a new offer arrives over the comm (a page without the bus: old bundle, bus socket refused). Other comm
+messages (stats samples, fuzzing) do not switch the path. Messages are accepted from both paths at all times.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class SignalRoute:
 
     def __init__(self) -> None:
         self.bus: BusClient | None = get_bus()
-        self.via_bus = self.bus is not None
+        self.via_bus = False  # until the page uses the bus for this peer
         self.peer_id = ""
         self._pongs: dict[int, asyncio.Future[float]] = {}
         self._seq = itertools.count(1)
@@ -55,8 +56,9 @@ class SignalRoute:
             self.bus.register(peer_id, from_bus)
 
     def came_by_comm(self, msg: Any) -> bool:
-        """A message arrived over the comm: answer that way from now on. True if it was consumed here."""
-        self.via_bus = False
+        """A message arrived over the comm; an offer there means this page signals over the comm. True if consumed."""
+        if isinstance(msg, dict) and msg.get("type") == "offer":
+            self.via_bus = False
         return self._take_pong(msg)
 
     def send(self, msg: dict[str, Any]) -> bool:

@@ -26,6 +26,7 @@ from ..protocol import DEFAULTS, ProtocolError
 from ..sdp import SdpPair
 from ..signaling import SignalRoute
 from ..stats import PeerStats
+from ..transports.relay import RELAY_AFTER_S, RelayingPeer
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -47,6 +48,13 @@ class PeerWidget(anywidget.AnyWidget):
     ).tag(sync=True)
     _start = t.Int(0).tag(sync=True)
     _bus = t.Bool(False, help="The kernel signals over the server extension's bus (else the comm).").tag(sync=True)
+    relay_after = t.Float(
+        RELAY_AFTER_S,
+        allow_none=True,
+        min=0,
+        help="Seconds without a WebRTC connection before data travels through the Jupyter server instead "
+        '(transport "relay"); 0 relays at once, None never. Data channels only.',
+    )
 
     connection_state = t.Unicode(
         "new", read_only=True, help="new, connecting, connected, disconnected, failed or closed (kernel end)."
@@ -85,7 +93,7 @@ class PeerWidget(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._route = route
         self._trait_lock = threading.Lock()
-        self._peer = KernelPeer(
+        self._peer = RelayingPeer(
             name=f"{type(self).__name__} {self.peer_id[:8]}",
             channels=self._make_channels(),
             send_signal=self._send_signal,
@@ -96,6 +104,7 @@ class PeerWidget(anywidget.AnyWidget):
         self._peer.stats.on_inspector = lambda data: self._apply_peer_changes({"inspector": data})
         self._stats_options()
         route.attach(self.peer_id, self._receive_signal)
+        self._peer.relay_after = lambda: self.relay_after
         self.on_msg(self._on_custom_msg)
         if self.comm is not None:
             self.comm.on_close(lambda _msg: self._on_comm_closed())

@@ -99,6 +99,7 @@ def test_peer_connects_while_the_cell_blocks(bus_lab: ExtLabServer, open_in: Cal
     assert result[1:4] == ["connected", "connected", "True"], result
     nb.screenshot("bus-blocking-cell-connected")
     pid = nb.kernel.eval("ch.peer_id")
+    assert nb.kernel.eval("ch.transport") == "webrtc"  # a direct path exists here: no relay
     # the page really signaled over the bus, both ways
     bus = nb.page.evaluate("() => { const b = globalThis.rtcWidgets.bus; return [b.state, b.sent, b.received]; }")
     assert bus[0] == "open" and bus[1] >= 2 and bus[2] >= 1, bus
@@ -218,3 +219,61 @@ def test_handlers_are_authenticated(bus_lab: ExtLabServer) -> None:
     assert _ws_status(info["url"], token) == 403
     assert _ws_status(f"{info['url']}?token={bus_lab.token}") == 403
     assert _ws_status(info["url"], {"Authorization": f"rtc-widgets {info['secret']}"}) == 101
+
+
+# --------------------------------------------------------------------------------------
+# relay transport (data messages over the bus or the comm)
+# --------------------------------------------------------------------------------------
+
+RELAY_MESSAGES = ["relay ✓ ünïcødé", b"\x00\x01\x02\xff" * 300, "x" * 60_000, b"", "last"]
+
+
+def _relay_roundtrip(nb: Notebook) -> None:
+    """Forced relay: same DataChannel API, transport "relay" with the reason, content crosses both ways."""
+    nb.kernel.execute(
+        "from rtc_widgets import DataChannel\nch = DataChannel(label='r', relay_after=0)\nch.start()\n"
+        "await ch.wait_connected(timeout=30)\ngot = []\nch.on_message(got.append)"
+    )
+    state = nb.kernel.eval("[ch.transport, ch.connection_state, ch.error]")
+    assert state[:2] == ["relay", "connected"] and "relay" in state[2], state
+    pid = nb.kernel.eval("ch.peer_id")
+    nb.page.wait_for_function(
+        "pid => globalThis.rtcWidgets.peers.get(pid)?.channel?.readyState === 'open'", arg=pid, timeout=20_000
+    )
+    nb.page.evaluate(
+        "pid => { const p = globalThis.rtcWidgets.peers.get(pid); globalThis.__got = [];"
+        " p.channel.addEventListener('message', (e) => globalThis.__got.push("
+        " typeof e.data === 'string' ? 't:' + e.data : 'b:' + Array.from(new Uint8Array(e.data)).join(','))); }",
+        pid,
+    )
+    assert nb.page.evaluate("pid => globalThis.rtcWidgets.peers.get(pid).pc", pid) is None  # no WebRTC underneath
+    nb.kernel.execute(f"for m in {RELAY_MESSAGES!r}:\n    ch.send(m)")
+    expected = [f"t:{m}" if isinstance(m, str) else "b:" + ",".join(map(str, m)) for m in RELAY_MESSAGES]
+    nb.page.wait_for_function(f"() => globalThis.__got.length >= {len(expected)}", timeout=30_000)
+    assert nb.page.evaluate("() => globalThis.__got") == expected
+    sent = nb.page.evaluate(
+        "pid => { const p = globalThis.rtcWidgets.peers.get(pid);"
+        " return [p.send('from the page ✓'), p.send(new Uint8Array([1, 2, 3, 250])), p.send('z'.repeat(70000))]; }",
+        pid,
+    )
+    assert sent == [True, True, False]  # the last is over the relay's 64 KiB maximum: refused, with an error
+    deadline = time.monotonic() + 30
+    while nb.kernel.eval("len(got)") < 2:
+        assert time.monotonic() < deadline, "the page's messages did not reach the kernel"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert nb.kernel.eval("[m if isinstance(m, str) else list(m) for m in got]") == ["from the page ✓", [1, 2, 3, 250]]
+    assert nb.kernel.eval("[ch.messages_sent, ch.messages_received]") == [len(RELAY_MESSAGES), 2]
+
+
+def test_relay_over_the_bus(bus_lab: ExtLabServer, open_in: Callable[..., Notebook]) -> None:
+    nb = open_in(bus_lab)
+    _relay_roundtrip(nb)
+    assert nb.kernel.eval("ch._bus") is True
+    assert nb.page.evaluate("() => globalThis.rtcWidgets.bus.received") >= len(RELAY_MESSAGES)
+
+
+def test_relay_over_the_comm_without_the_extension(plain_lab: ExtLabServer, open_in: Callable[..., Notebook]) -> None:
+    nb = open_in(plain_lab)
+    _relay_roundtrip(nb)
+    assert nb.kernel.eval("ch._bus") is False

@@ -147,11 +147,13 @@ def test_turn_only_network_selects_a_relay_and_carries_messages(
 
 
 def test_without_turn_the_same_network_has_no_path(turn_world: tuple[TurnTopology, NetLabServer, Any]) -> None:
-    """The control: with no ICE servers, browser and kernel cannot connect here (so the relay above is needed)."""
+    """The control: with no ICE servers (and no relay), browser and kernel cannot connect here."""
     _topo, lab, browser = turn_world
     nb = Notebook(lab, browser, "noturn.ipynb", ready_timeout=90)
     try:
-        nb.kernel.execute("from rtc_widgets import DataChannel\nch = DataChannel(ice_servers=[])\nch.start()")
+        nb.kernel.execute(
+            "from rtc_widgets import DataChannel\nch = DataChannel(ice_servers=[], relay_after=None)\nch.start()"
+        )
         nb.kernel.execute(
             "import asyncio\ntry:\n    await ch.wait_connected(timeout=20)\n    outcome = 'connected'\n"
             "except (TimeoutError, ConnectionError) as exc:\n    outcome = type(exc).__name__\n",
@@ -159,5 +161,42 @@ def test_without_turn_the_same_network_has_no_path(turn_world: tuple[TurnTopolog
         )
         assert nb.kernel.eval("outcome") != "connected"
         assert nb.kernel.eval("ch._bus") is True  # signaling itself worked (over the bus): only media had no path
+    finally:
+        nb.close()
+
+
+def test_udp_blocked_without_turn_the_relay_takes_over(turn_world: tuple[TurnTopology, NetLabServer, Any]) -> None:
+    """A Binder-like pod: no UDP path, no TURN. Within relay_after (5 s) data goes through the Jupyter server."""
+    _topo, lab, browser = turn_world
+    nb = Notebook(lab, browser, "relay.ipynb", ready_timeout=90)
+    try:
+        nb.kernel.execute(
+            "import time\nfrom rtc_widgets import DataChannel\nch = DataChannel(ice_servers=[])\n"
+            "t0 = time.monotonic()\nch.start()\nawait ch.wait_connected(timeout=30)\nwaited = time.monotonic() - t0\n"
+            "got = []\nch.on_message(got.append)",
+            60,
+        )
+        transport, error, waited = nb.kernel.eval("[ch.transport, ch.error, waited]")
+        assert transport == "relay" and "did not connect within 5 s" in error, error
+        assert waited < 15
+        pid = nb.kernel.eval("ch.peer_id")
+        nb.page.wait_for_function(
+            "pid => globalThis.rtcWidgets.peers.get(pid)?.channel?.readyState === 'open'", arg=pid, timeout=20_000
+        )
+        nb.page.evaluate(
+            "pid => { const p = globalThis.rtcWidgets.peers.get(pid); globalThis.__got = [];"
+            " p.channel.addEventListener('message', (e) => globalThis.__got.push("
+            " typeof e.data === 'string' ? 't:' + e.data : 'b:' + Array.from(new Uint8Array(e.data)).join(','))); }",
+            pid,
+        )
+        nb.kernel.execute(f"for m in {KERNEL_MESSAGES!r}:\n    ch.send(m)")
+        expected = [f"t:{m}" if isinstance(m, str) else "b:" + ",".join(map(str, m)) for m in KERNEL_MESSAGES]
+        nb.page.wait_for_function(f"() => globalThis.__got.length >= {len(expected)}", timeout=30_000)
+        assert nb.page.evaluate("() => globalThis.__got") == expected
+        assert nb.page.evaluate("pid => globalThis.rtcWidgets.peers.get(pid).send('up ✓')", pid) is True
+        deadline = time.monotonic() + 30
+        while nb.kernel.eval("got") != ["up ✓"]:
+            assert time.monotonic() < deadline, "the page's message did not reach the kernel"
+            time.sleep(0.2)
     finally:
         nb.close()
