@@ -134,8 +134,15 @@ class KernelSampler:
 
     async def run(self, peer: KernelPeer) -> None:
         try:
+            loop = asyncio.get_running_loop()
+            last = loop.time()
             while not peer.closed:
-                await asyncio.sleep(max(self.stats.interval_ms, 50) / 1000.0)
+                # wake at least every 250 ms: a new interval takes effect at once, not after a long old one
+                due = last + max(self.stats.interval_ms, 50) / 1000.0
+                await asyncio.sleep(min(max(0.0, due - loop.time()), 0.25))
+                if loop.time() < due:
+                    continue
+                last = loop.time()
                 if peer.pc is None or peer.state.get("connection_state") != "connected":
                     self._prev = {}
                     continue

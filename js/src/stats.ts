@@ -232,6 +232,14 @@ export class StatsSampler {
       // flush at once: a failure or the connection itself is worth not waiting an interval for
       void this.tick(gen);
     });
+    // a new interval takes effect at once, not after a long old one
+    const reschedule = () => {
+      if (gen !== this.#gen) return;
+      if (this.#timer !== null) clearTimeout(this.#timer);
+      this.#schedule(gen);
+    };
+    this.#model.on("change:stats_interval", reschedule);
+    this.#off.push(() => this.#model.off("change:stats_interval", reschedule));
     this.#schedule(gen);
   }
 

@@ -7,6 +7,7 @@ pushed a known number of bytes, round trips, state transitions in order, candida
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from harness import Notebook
@@ -107,7 +108,7 @@ def test_datachannel_stats_reach_the_kernel_as_a_dataframe(notebook: Notebook) -
 #: Page side: for each chart canvas of a StatsView, how many pixels have a series' colour (not axes or grid).
 PIXELS_JS = """([selector, rgbs]) => {
   const out = {};
-  for (const holder of document.querySelectorAll(selector + " .rtcw-sv-chart")) {
+  for (const holder of document.querySelectorAll(selector + " .rtcw-sv-chart:not([hidden])")) {
     const id = [...holder.classList].find((c) => c.startsWith("rtcw-sv-") && c !== "rtcw-sv-chart");
     const canvas = holder.querySelector("canvas");
     const ctx = canvas.getContext("2d");
@@ -165,6 +166,8 @@ def test_statsview_draws_live_charts_from_real_samples(notebook: Notebook) -> No
     )
     assert debug["updates"] >= 5 and debug["rows"] > 10 and debug["events"] >= 8
     print(f"StatsView: {debug}")
+    # light theme: dark axis text (the dark-theme test checks the opposite with the same measure)
+    assert notebook.page.evaluate(LIGHT_PIXELS_JS)["dark"] > 20
     # the timeline shows the connection: its canvas has the 'connected' green
     assert (
         notebook.page.evaluate(
@@ -218,3 +221,40 @@ def test_inspector_panel_shows_sdp_candidates_and_selected_pair(notebook: Notebo
     events = details.locator("table.rtcw-insp-events").inner_text()
     assert "connected" in events and "connecting" in events
     out.screenshot(path=str(notebook.screenshot("inspector-page").with_name("inspector-datachannel.png")))
+
+
+#: Page side: how many pixels of a StatsView chart canvas are light (text and grid drawn for a dark theme).
+LIGHT_PIXELS_JS = """() => {
+  const c = document.querySelector('.rtcw-statsview .rtcw-sv-rtt canvas');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  // axis text is the brightest (light theme: darkest) ink of the canvas; grid lines are neither
+  let light = 0, dark = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] < 100) continue;
+    const y = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+    if (y > 140) light++; else if (y < 60) dark++;
+  }
+  return {light, dark};
+}"""
+
+
+def test_statsview_follows_the_dark_theme(lab: Any, open_notebook: Any) -> None:
+    themes = "/lab/api/settings/@jupyterlab/apputils-extension:themes"
+    lab.api("PUT", themes, {"raw": '{"theme": "JupyterLab Dark"}'})
+    try:
+        nb = open_notebook()
+        assert nb.page.evaluate("() => document.body.dataset.jpThemeLight") == "false"
+        kernel_setup(nb)
+        open_channel(nb, stats_interval=250)
+        out = nb.run_cell_ui("from rtc_widgets import StatsView\nStatsView(ch, window=15)").first
+        nb.page.wait_for_function(
+            "() => [...globalThis.rtcWidgets.statsViews.values()].some(v => v.charts().includes('0:rtt'))",
+            timeout=30_000,
+        )
+        nb.page.wait_for_timeout(1500)
+        out.screenshot(path=str(nb.screenshot("statsview-dark-page").with_name("statsview-dark.png")))
+        pixels = nb.page.evaluate(LIGHT_PIXELS_JS)
+        # axis labels, ticks and title follow --jp-ui-font-color*: light on dark, almost no dark ink
+        assert pixels["light"] > 100 and pixels["dark"] < 20, pixels
+    finally:
+        lab.api("PUT", themes, {"raw": '{"theme": "JupyterLab Light"}'})

@@ -201,7 +201,7 @@ const render: Render<ViewTraits> = ({ model, el }) => {
   const peers: PeerRows[] = [];
   const sections: {
     el: HTMLElement;
-    grid: HTMLElement;
+    holders: Map<string, HTMLElement>;
     summary: HTMLElement;
     timeline: HTMLCanvasElement;
   }[] = [];
@@ -220,8 +220,15 @@ const render: Render<ViewTraits> = ({ model, el }) => {
       h("span", "rtcw-sv-name", names[sections.length] ?? "", title);
       const summary = h("span", "rtcw-opts", "", title);
       const grid = h("div", "rtcw-sv-grid", "", sec);
+      // one holder per chart, in a fixed order, hidden until the chart has data
+      const holders = new Map<string, HTMLElement>();
+      for (const def of CHARTS) {
+        const holder = h("div", `rtcw-sv-chart rtcw-sv-${def.id}`, "", grid);
+        holder.hidden = true;
+        holders.set(def.id, holder);
+      }
       const timeline = h("canvas", "rtcw-sv-timeline", "", sec);
-      sections.push({ el: sec, grid, summary, timeline });
+      sections.push({ el: sec, holders, summary, timeline });
       peers.push(new PeerRows());
     }
   };
@@ -255,9 +262,10 @@ const render: Render<ViewTraits> = ({ model, el }) => {
           charts.delete(key);
           chart = undefined;
         }
-        if (!shown.length) continue;
+        const holder = sec.holders.get(def.id);
+        if (holder) holder.hidden = !shown.length;
+        if (!shown.length || !holder) continue;
         if (!chart) {
-          const holder = h("div", `rtcw-sv-chart rtcw-sv-${def.id}`, "", sec.grid);
           chart = { plot: makeChart(def, shown, width, holder, colors), key: sig };
           charts.set(key, chart);
         }
@@ -266,7 +274,6 @@ const render: Render<ViewTraits> = ({ model, el }) => {
           chart.plot.setScale("x", { min: t0, max: t1 });
         });
       }
-      for (const holder of [...sec.grid.children]) if (!holder.firstChild) holder.remove();
       sec.timeline.hidden = !enabled.has("timeline");
       if (enabled.has("timeline")) drawTimeline(sec.timeline, rows.events, t0, t1, colors);
       const last = (side: number, metric: string) => {
