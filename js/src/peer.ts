@@ -325,7 +325,8 @@ export class BrowserPeer {
 
   /** The kernel gave up on WebRTC for this session: end ICE, carry the user channel over the signaling path. */
   #startRelay(reason: string): void {
-    if (this.#mediaKind() || !this.session || this.#relay) return; // media over the relay is not implemented
+    // Only the user data channel relays: media sessions (no channel) keep the ICE error (not implemented).
+    if (!this.channel || !this.session || this.#relay) return;
     const gen = this.#gen;
     this.#trickle?.stop();
     for (const ch of [this.channel, this.control]) {
