@@ -32,6 +32,7 @@ _RATES = {
     "bytes_sent": ("channel_out_kbps", 8 / 1000),
     "bytes_received": ("channel_in_kbps", 8 / 1000),
     "frames_received": ("fps_in", 1.0),
+    "frames_dropped": ("frames_dropped_per_s", 1.0),
 }
 #: Endpoint counters recorded as they are.
 _RAW = ("frames_received", "frames_dropped", "samples_dropped", "messages_dropped", "frame_width", "frame_height")

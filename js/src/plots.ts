@@ -56,7 +56,7 @@ export const CHARTS: ChartDef[] = [
     series: [
       { side: "browser", metric: "fps_out", label: "sent (browser)", color: "#1976d2" },
       { side: "kernel", metric: "fps_in", label: "received (kernel)", color: "#e65100" },
-      { side: "kernel", metric: "frames_dropped", label: "dropped by sinks", color: "#c62828" },
+      { side: "kernel", metric: "frames_dropped_per_s", label: "dropped by sinks", color: "#c62828" },
     ],
   },
   {
