@@ -108,6 +108,20 @@ def _transport_bytes(pc: RTCPeerConnection) -> tuple[int, int] | None:
     return (sent, received) if found else None
 
 
+def kernel_selected_pair(pc: RTCPeerConnection) -> dict[str, Any] | None:
+    """The pair aioice nominated, from the kernel's side (used until the browser reports its own view)."""
+    with contextlib.suppress(Exception):  # private aioice API: optional
+        dtls = pc.sctp.transport if pc.sctp is not None else pc.getTransceivers()[0].receiver.transport
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is not None:
+
+            def end(c: Any) -> dict[str, Any]:
+                return {"type": c.type, "protocol": c.transport.lower(), "address": c.host, "port": c.port}
+
+            return {"local": end(pair.local_candidate), "remote": end(pair.remote_candidate), "state": "succeeded"}
+    return None
+
+
 async def _rtp(pc: RTCPeerConnection) -> dict[str, tuple[int, int, float]]:
     """Per kind: (packets received, packets lost, jitter in ms) of the streams the kernel receives."""
     out: dict[str, tuple[int, int, float]] = {}
@@ -167,6 +181,8 @@ class KernelSampler:
         # the probe runs beside the sampler, so a slow pong never delays a sample
         if self._probe is None or self._probe.done():
             self._probe = asyncio.ensure_future(self._ping(peer, max(1.0, self.stats.interval_ms / 1000 * 4)))
+        if self.stats.selected_pair is None:
+            self.stats.set_selected_pair(kernel_selected_pair(pc))
         now = time.time()
         cur: dict[str, float] = {}
         # every channel and track receiver of the peer (channels only before media widgets existed)

@@ -177,6 +177,12 @@ class PeerStats:
         if msg.get("m"):
             self.add("browser", msg["m"], t)
 
+    def set_selected_pair(self, pair: dict[str, Any] | None) -> None:
+        """The kernel's own view of the selected pair (kernel end = ``local``); the browser's report wins."""
+        if pair is not None and self._browser_pair is None and pair != self.selected_pair:
+            self.selected_pair = pair
+            self._publish()
+
     def new_session(self) -> None:
         """A new offer: forget the previous session's SDP, candidates and clock offset (samples stay)."""
         self.sdp = SdpPair()

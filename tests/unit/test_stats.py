@@ -148,6 +148,12 @@ def test_kernel_samples_probe_rtt_rates_events_sdp_and_candidates(connect):
     assert cands["local"] and {c["type"] for c in cands["local"]} <= {"host", "srflx", "relay"}
     # the fake browser trickled its candidates separately, as Chromium does
     assert cands["remote"] and all(c["type"] == "host" for c in cands["remote"])
+    # this fake browser sends no stats: the selected pair is the one aioice nominated, seen from the kernel
+    selected = cands["selected"]
+    assert (selected["local"]["address"], selected["local"]["port"]) in {
+        (c["address"], c["port"]) for c in cands["local"]
+    }
+    assert selected["remote"]["port"] in {c["port"] for c in cands["remote"]} | {c["port"] for c in cands["local"]}
 
 
 def test_series_stays_bounded_by_window_and_row_cap():
