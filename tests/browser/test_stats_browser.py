@@ -6,6 +6,7 @@ pushed a known number of bytes, round trips, state transitions in order, candida
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -258,3 +259,25 @@ def test_statsview_follows_the_dark_theme(lab: Any, open_notebook: Any) -> None:
         assert pixels["light"] > 100 and pixels["dark"] < 20, pixels
     finally:
         lab.api("PUT", themes, {"raw": '{"theme": "JupyterLab Light"}'})
+
+
+def test_statsview_keeps_updating_while_a_cell_blocks_the_kernel(notebook: Notebook) -> None:
+    kernel_setup(notebook)
+    open_channel(notebook, stats_interval=250)
+    out = notebook.run_cell_ui("from rtc_widgets import StatsView\nStatsView(ch, window=15)").first
+    out.locator(".rtcw-statsview").wait_for(timeout=30_000)
+    # rows from the browser's own samples (side 0) that the view received from the kernel
+    updates = "() => [...globalThis.rtcWidgets.statsViews.values()][0].peers[0].side.filter(s => s === 0).length"
+    notebook.page.wait_for_function(f"() => ({updates})() > 3", timeout=30_000)
+    blocker = threading.Thread(target=notebook.kernel.execute, args=("time.sleep(5)", 30))
+    blocker.start()
+    try:
+        time.sleep(1)  # the cell is sleeping now
+        u0 = notebook.page.evaluate(updates)
+        time.sleep(3)
+        u1 = notebook.page.evaluate(updates)
+    finally:
+        blocker.join()
+    # browser samples reach the engine thread on the control channel and the engine sends the view its updates:
+    # ~4 per second at stats_interval=250, although the kernel's main thread never ran in between
+    assert u1 - u0 >= 6, (u0, u1)
