@@ -19,6 +19,7 @@ from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -40,12 +41,13 @@ _SIGNAL_QUEUE = 256
 ChangeCallback = Callable[[dict[str, Any]], None]
 
 
-def _rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+def _rtc_configuration(ice_servers: list[dict[str, Any]], policy: str = "all") -> RTCConfiguration:
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in ice_servers
-        ]
+        ],
+        iceTransportPolicy=RTCIceTransportPolicy(policy),
     )
 
 
@@ -59,6 +61,9 @@ def _max_message_size(pc: RTCPeerConnection) -> int:
 
 class KernelPeer:
     """Kernel end of a widget's connection. Construct anywhere; everything else runs on the engine."""
+
+    #: ``"all"`` or ``"relay"`` (TURN candidates only), read per session; the widget binds its trait here.
+    ice_transport_policy: Callable[[], str] = staticmethod(lambda: "all")
 
     def __init__(
         self,
@@ -199,7 +204,7 @@ class KernelPeer:
         self.session = session
         self.fatal_error = ""
         self._set(error="", connection_state="connecting", max_message_size=0)
-        pc = self.pc = RTCPeerConnection(_rtc_configuration(self._ice_servers()))
+        pc = self.pc = RTCPeerConnection(_rtc_configuration(self._ice_servers(), self.ice_transport_policy()))
         self.stats.new_session()
         watch(self.stats, pc)
         self.stats.set_remote_sdp(sdp)

@@ -105,6 +105,7 @@ class PeerWidget(anywidget.AnyWidget):
         self._stats_options()
         route.attach(self.peer_id, self._receive_signal)
         self._peer.relay_after = lambda: self.relay_after
+        self._peer.ice_transport_policy = lambda: self.ice_transport_policy
         self.on_msg(self._on_custom_msg)
         if self.comm is not None:
             self.comm.on_close(lambda _msg: self._on_comm_closed())

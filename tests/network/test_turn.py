@@ -142,6 +142,15 @@ def test_turn_only_network_selects_a_relay_and_carries_messages(
             "from the page ✓",
             [1, 2, 3, 250],
         ]
+        # the relay-only switch: both ends gather TURN candidates only, and still connect
+        nb.kernel.execute(
+            "ch2 = DataChannel(label='forced', ice_transport_policy='relay')\nch2.start()\n"
+            "await ch2.wait_connected(timeout=60)",
+            90,
+        )
+        local = "sorted({c.type for c in ch2.peer.pc.sctp.transport.transport.iceGatherer.getLocalCandidates()})"
+        assert nb.kernel.eval(local) == ["relay"]
+        assert nb.kernel.eval("[ch2.transport, _selected_pair(ch2)[0]]") == ["webrtc", "relay"]
     finally:
         nb.close()
 

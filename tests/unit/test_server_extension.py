@@ -104,3 +104,28 @@ def test_every_handler_is_authenticated() -> None:
 def test_extension_point() -> None:
     (point,) = _jupyter_server_extension_points()
     assert point["module"] == "rtc_widgets.server" and point["app"].name == "rtc_widgets"
+
+
+def test_nodelay_is_set_before_jupyters_kernel_websocket_opens(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_server.services.kernels.websocket import KernelWebsocketHandler
+
+    from rtc_widgets.server import app
+
+    calls: list[str] = []
+
+    async def stock_open(self: Any, *args: Any) -> None:
+        calls.append("open")
+
+    monkeypatch.setattr(KernelWebsocketHandler, "open", stock_open)
+    monkeypatch.setattr(KernelWebsocketHandler, app._PATCHED, False, raising=False)
+    app._nodelay_on_kernel_websockets()
+    app._nodelay_on_kernel_websockets()  # idempotent: wrapped once
+
+    class FakeHandler:
+        def set_nodelay(self, value: bool) -> None:
+            calls.append(f"nodelay={value}")
+
+    import asyncio
+
+    asyncio.run(KernelWebsocketHandler.open(FakeHandler(), "kernel-id"))  # type: ignore[arg-type]
+    assert calls == ["nodelay=True", "open"]
