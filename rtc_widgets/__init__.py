@@ -4,12 +4,17 @@ from ._version import __version__
 from .config import config
 from .session import export_session, load_session
 from .stats import PeerStats
+from .widgets.camera import Camera, Screen
 from .widgets.datachannel import DataChannel
+from .widgets.microphone import Microphone
 from .widgets.statsview import StatsView
 
 __all__ = [
+    "Camera",
     "DataChannel",
+    "Microphone",
     "PeerStats",
+    "Screen",
     "StatsView",
     "__version__",
     "config",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,15 +26,19 @@ from aiortc.sdp import candidate_from_sdp
 
 from . import protocol
 from .channel import Channel
+from .control import Control
 from .engine import get_engine
 from .kstats import KernelSampler, control_listener, watch
-from .protocol import DEFAULTS, LIMITS, ProtocolError
+from .protocol import DEFAULTS, ProtocolError
 from .stats import PeerStats
+from .tracks import TrackReceiver
 
 log = logging.getLogger("rtc_widgets")
 
 CONTROL_LABEL: str = DEFAULTS["controlChannelLabel"]
-FATAL_CODES = {"bad-sdp", "ice-failed", "browser-error", "peer-closed"}
+# The browser could not capture: reported for the session it was starting (before any offer), so it ends ours too.
+MEDIA_CODES = {"permission-denied", "no-device", "insecure-context", "device-busy", "track-ended", "media-error"}
+FATAL_CODES = {"bad-sdp", "ice-failed", "browser-error", "peer-closed", *MEDIA_CODES}
 _SIGNAL_QUEUE = 256
 
 ChangeCallback = Callable[[dict[str, Any]], None]
@@ -72,16 +75,20 @@ class KernelPeer:
         send_signal: Callable[[dict[str, Any]], None],
         on_change: ChangeCallback,
         ice_servers: Callable[[], list[dict[str, Any]]],
+        receivers: list[TrackReceiver] | None = None,
     ) -> None:
         self.name = name
         self.channels = {c.spec.label: c for c in channels}
+        self.receivers = list(receivers or [])
+        # what must be open before the peer counts as connected, and what reports counters
+        self._endpoints: list[Channel | TrackReceiver] = [*channels, *self.receivers]
         self._send_signal = send_signal
         self._on_change = on_change
         self._ice_servers = ice_servers
         self.engine = get_engine()
         self.session: str | None = None
         self.pc: RTCPeerConnection | None = None
-        self._control: RTCDataChannel | None = None
+        self.control = Control(name, self.report_error)
         self.stats = PeerStats(name)
         self._remote_set = False
         self._closed = False
@@ -95,10 +102,8 @@ class KernelPeer:
         self._changed: asyncio.Event | None = None
         self._queue: asyncio.Queue[dict[str, Any]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._pings: dict[int, asyncio.Future[float]] = {}
-        self._ping_seq = 0
-        for ch in channels:
-            ch.on_open_change = self._channel_changed
+        for endpoint in self._endpoints:
+            endpoint.on_open_change = self._channel_changed
         self.engine.register(self, self.close)
 
     # --- entry points from other threads -------------------------------------------------------
@@ -179,13 +184,16 @@ class KernelPeer:
                 await self._close_pc("closed")
         elif kind == "error":
             text = f"browser: {msg['message']}"
-            if msg["code"] in FATAL_CODES and session in (None, self.session):
+            code = msg["code"]
+            if code in FATAL_CODES and (session in (None, self.session) or code in MEDIA_CODES):
                 self.fatal_error = text
             self._set(error=text)
+            if code in MEDIA_CODES:
+                await self._close_pc("failed")
         elif kind == "ping":
             self._send_signal(protocol.pong(msg["seq"], msg["t"]))
         elif kind == "pong":
-            self._resolve_pong(msg["seq"])
+            self.control.resolve_pong(msg["seq"])
         elif kind == "stats":  # before the control channel opens, the browser sends stats over the comm
             if session in (None, self.session):
                 self.stats.add_browser_message(msg)
@@ -200,6 +208,9 @@ class KernelPeer:
             )
         if "\nm=" not in sdp:
             raise ProtocolError("bad-sdp", "the browser's offer has no media or data-channel section")
+        for receiver in self.receivers:
+            if f"\nm={receiver.kind} " not in sdp:
+                raise ProtocolError("bad-sdp", f"the browser's offer carries no {receiver.kind} track")
         await self._close_pc(None)
         self.session = session
         self.fatal_error = ""
@@ -209,6 +220,7 @@ class KernelPeer:
         watch(self.stats, pc)
         self.stats.set_remote_sdp(sdp)
         pc.on("datachannel", self._on_datachannel)
+        pc.on("track", self._on_track)
         pc.on("connectionstatechange", lambda: self._on_pc_state(pc))
         pc.on("iceconnectionstatechange", lambda: self._on_pc_state(pc))
         try:
@@ -268,7 +280,7 @@ class KernelPeer:
 
     def _overall_state(self, pc_state: str) -> str:
         # "connected" only once every user channel is open, so wait_connected() means "ready to send".
-        if pc_state == "connected" and not all(c.is_open for c in self.channels.values()):
+        if pc_state == "connected" and not all(e.is_open for e in self._endpoints):
             return "connecting"
         return pc_state
 
@@ -278,8 +290,7 @@ class KernelPeer:
 
     def _on_datachannel(self, dc: RTCDataChannel) -> None:
         if dc.label == CONTROL_LABEL:
-            self._control = dc
-            dc.on("message", self._on_control)
+            self.control.bind(dc)
             dc.on("message", control_listener(self.stats))
             return
         channel = self.channels.get(dc.label)
@@ -298,43 +309,16 @@ class KernelPeer:
         if dc.readyState == "open":
             self._channel_changed()
 
-    def _on_control(self, raw: str | bytes) -> None:
-        try:
-            msg = protocol.parse(raw, max_bytes=LIMITS["maxControlBytes"])
-        except ProtocolError as exc:
-            self.report_error(exc)
+    def _on_track(self, track: Any) -> None:
+        receiver = next((r for r in self.receivers if r.kind == track.kind and not r.bound), None)
+        if receiver is None:
+            self.report_error(ProtocolError("bad-message", f"unexpected {track.kind} track from the browser; ignored"))
             return
-        if msg["type"] == "pong":
-            self._resolve_pong(msg["seq"])
-        elif msg["type"] == "ping" and self._control is not None:
-            self._control.send(protocol.dumps(protocol.pong(msg["seq"], msg["t"])))
-
-    def _resolve_pong(self, seq: int) -> None:
-        fut = self._pings.pop(seq, None)
-        if fut is not None and not fut.done():
-            fut.set_result(time.perf_counter())
+        receiver.bind(track)
 
     async def ping(self, n: int, timeout: float = 5.0) -> list[float]:
         """Round trips over the control channel, one after another; milliseconds."""
-        control = self._control
-        if control is None or control.readyState != "open":
-            raise ConnectionError(f"{self.name} is not connected: await wait_connected() first")
-        loop = asyncio.get_running_loop()
-        rtts: list[float] = []
-        for _ in range(n):
-            self._ping_seq += 1
-            seq = self._ping_seq
-            fut: asyncio.Future[float] = loop.create_future()
-            self._pings[seq] = fut
-            t0 = time.perf_counter()
-            control.send(protocol.dumps(protocol.ping(seq, round(t0 * 1000, 3))))
-            try:
-                t1 = await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
-                self._pings.pop(seq, None)
-                raise TimeoutError(f"no pong within {timeout} s: the browser end stopped answering") from None
-            rtts.append((t1 - t0) * 1000.0)
-        return rtts
+        return await self.control.ping(n, timeout)
 
     async def wait_connected(self, timeout: float) -> None:
         if self._changed is None:
@@ -362,13 +346,13 @@ class KernelPeer:
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
     async def _report_counters(self) -> None:
-        last: dict[str, int] = {}
+        last: dict[str, Any] = {}
         interval = DEFAULTS["countersIntervalMs"] / 1000
         while True:
             await asyncio.sleep(interval)
-            counters: dict[str, int] = {}
-            for ch in self.channels.values():
-                for key, value in ch.counters().items():
+            counters: dict[str, Any] = {}
+            for endpoint in self._endpoints:
+                for key, value in endpoint.counters().items():
                     counters[key] = counters.get(key, 0) + value
             if counters != last:
                 last = counters
@@ -377,16 +361,10 @@ class KernelPeer:
 
     async def _close_pc(self, state: str | None) -> None:
         pc, self.pc = self.pc, None
-        control, self._control = self._control, None
         self._remote_set = False
-        for fut in self._pings.values():
-            if not fut.done():
-                fut.cancel()
-        self._pings.clear()
-        for ch in self.channels.values():
-            ch.unbind()
-        if control is not None:
-            control.remove_all_listeners()
+        self.control.unbind()
+        for endpoint in self._endpoints:
+            endpoint.unbind()
         if pc is not None:
             pc.remove_all_listeners()
             await pc.close()
@@ -408,8 +386,8 @@ class KernelPeer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for ch in self.channels.values():
-            ch.close()
+        for endpoint in self._endpoints:
+            endpoint.close()
         if self._changed is not None:
             self._changed.set()
 

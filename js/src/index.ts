@@ -2,13 +2,18 @@
 // `initialize` runs once per model and owns the BrowserPeer; `render` runs per view and only draws.
 import type { Initialize, Render } from "@anywidget/types";
 import { BrowserPeer, type PeerModel, type PeerTraits } from "./peer";
+import { renderCamera, renderScreen } from "./widgets/camera";
 import { renderDataChannel } from "./widgets/datachannel";
 import { renderInspector } from "./widgets/inspector";
+import { renderMicrophone } from "./widgets/microphone";
 
 type KindView = (model: PeerModel, el: HTMLElement, peer: BrowserPeer) => () => void;
 
 const VIEWS: Record<string, KindView> = {
   datachannel: renderDataChannel,
+  camera: renderCamera,
+  screen: renderScreen,
+  microphone: renderMicrophone,
 };
 
 /** The peer of each live model, by peer_id: how a view finds the peer its model's initialize created. */

@@ -13,6 +13,14 @@ import {
 import { errName, errText, formatBytes, formatCount } from "./format";
 import { MessageLog } from "./log";
 import {
+  LocalMedia,
+  type MediaFailure,
+  type MediaTraits,
+  mediaKind,
+  mediaTraitsOf,
+  RESTART_TRAITS,
+} from "./media";
+import {
   byeMsg,
   type CandidateInit,
   candidateMsg,
@@ -32,7 +40,7 @@ import { StatsSampler } from "./stats";
 import { Trickle } from "./trickle";
 
 /** Synced traits of a peer widget model (names fixed by the Python side). */
-export interface PeerTraits extends ConnectionTraits {
+export interface PeerTraits extends ConnectionTraits, Partial<MediaTraits> {
   _kind: string;
   peer_id: string;
   echo: boolean;
@@ -48,6 +56,14 @@ export interface PeerTraits extends ConnectionTraits {
   bytes_sent: number;
   bytes_received: number;
   max_message_size: number;
+  // Media widgets (kernel-side counts).
+  frames_received?: number;
+  frames_dropped?: number;
+  fps?: number;
+  frame_width?: number;
+  frame_height?: number;
+  samples_received?: number;
+  samples_dropped?: number;
 }
 export type PeerModel = AnyModel<PeerTraits>;
 
@@ -86,6 +102,8 @@ export class BrowserPeer {
   channel: RTCDataChannel | null = null;
   /** The control channel (ping/pong), opened first. */
   control: RTCDataChannel | null = null;
+  /** Camera, Screen, Microphone: what this session captured and sends (null for a DataChannel). */
+  media: LocalMedia | null = null;
   /** The current (or last) session id; "" before the first start. */
   session = "";
   status: PeerStatus = "idle";
@@ -129,6 +147,7 @@ export class BrowserPeer {
     this.#route = new SignalRoute(model, this.peerId, this.#onKernelMessage);
     model.on("change:_start", this.#onStartChange);
     model.on("change:echo", this.#onEchoChange);
+    for (const name of RESTART_TRAITS) model.on(`change:${name}`, this.#onDeviceChange);
   }
 
   /** Start now if the kernel already asked for it (`_start` > 0). Call once after construction. */
@@ -186,10 +205,12 @@ export class BrowserPeer {
       this.control = control;
 
       const traits = this.#traits();
-      const channel = pc.createDataChannel(String(traits.label ?? ""), userChannelInit(traits));
-      channel.binaryType = "arraybuffer";
-      this.#wireChannel(gen, channel);
-      this.channel = channel;
+      if (!this.#mediaKind()) {
+        const channel = pc.createDataChannel(String(traits.label ?? ""), userChannelInit(traits));
+        channel.binaryType = "arraybuffer";
+        this.#wireChannel(gen, channel);
+        this.channel = channel;
+      }
     } catch (e) {
       this.#fail(
         "browser-error",
@@ -217,11 +238,54 @@ export class BrowserPeer {
     pc.addEventListener("connectionstatechange", () => {
       if (gen !== this.#gen) return;
       if (pc.connectionState === "failed") this.#iceFailed();
+      // Media sessions have no user channel: connected is open.
+      if (pc.connectionState === "connected" && this.media) this.status = "open";
       this.#notify();
     });
 
     this.#notify();
-    void this.#negotiate(gen, pc, trickle);
+    const kind = this.#mediaKind();
+    if (kind) void this.#captureThenNegotiate(gen, pc, trickle, new LocalMedia(kind));
+    else void this.#negotiate(gen, pc, trickle);
+  }
+
+  /** Capture first (the browser may ask the user), then offer with the tracks. */
+  async #captureThenNegotiate(
+    gen: number,
+    pc: RTCPeerConnection,
+    trickle: Trickle,
+    media: LocalMedia,
+  ): Promise<void> {
+    this.media = media;
+    try {
+      await media.capture(mediaTraitsOf(this.#model));
+    } catch (e) {
+      if (gen === this.#gen) this.#mediaFailed(e as MediaFailure);
+      media.stop();
+      return;
+    }
+    if (gen !== this.#gen) {
+      media.stop();
+      return;
+    }
+    media.attach(pc, (failure) => {
+      if (gen === this.#gen) this.#mediaFailed(failure);
+    });
+    this.#notify();
+    await this.#negotiate(gen, pc, trickle);
+  }
+
+  /** Capture failed or a track ended: tell the kernel, release the device, close this session's connection. */
+  #mediaFailed(f: MediaFailure): void {
+    this.#fail(f.code ?? "media-error", f.text ?? String(f));
+    this.media?.stop();
+    this.#trickle?.stop();
+    try {
+      this.pc?.close();
+    } catch {
+      // already closed
+    }
+    this.#notify();
   }
 
   /** End the session: send `bye` (unless told not to) and close the connection. */
@@ -242,6 +306,7 @@ export class BrowserPeer {
     this.#route.dispose();
     this.#model.off("change:_start", this.#onStartChange);
     this.#model.off("change:echo", this.#onEchoChange);
+    for (const name of RESTART_TRAITS) this.#model.off(`change:${name}`, this.#onDeviceChange);
     this.#listeners.clear();
   }
 
@@ -463,6 +528,15 @@ export class BrowserPeer {
     }
   };
 
+  /** A new device or facing mode needs a new capture: restart a running session. */
+  readonly #onDeviceChange = (): void => {
+    if (this.#mediaKind() && this.status !== "idle" && this.status !== "closed") this.start();
+  };
+
+  #mediaKind() {
+    return mediaKind(this.#model.get("_kind"));
+  }
+
   readonly #onEchoChange = (): void => {
     this.#echo = Boolean(this.#model.get("echo"));
     this.#notify();
@@ -603,6 +677,8 @@ export class BrowserPeer {
     } catch {
       // already closed
     }
+    this.media?.stop();
+    this.media = null;
     const reg = registry();
     if (reg.peers.get(this.peerId) === this) reg.peers.delete(this.peerId);
     this.pc = null;

@@ -163,6 +163,13 @@ export class FakePeerConnection extends EventTarget {
     super();
     FakePeerConnection.instances.push(this);
   }
+  transceivers: { track: MediaStreamTrack; init: RTCRtpTransceiverInit }[] = [];
+  addTransceiver(track: MediaStreamTrack, init: RTCRtpTransceiverInit = {}): void {
+    this.transceivers.push({ track, init });
+  }
+  async getStats(): Promise<Map<string, Record<string, unknown>>> {
+    return new Map([["s1", { type: "media-source", kind: "audio", audioLevel: 0.25 }]]);
+  }
   createDataChannel(label: string, init: RTCDataChannelInit = {}): FakeDataChannel {
     const ch = new FakeDataChannel(label, init);
     this.channels.push(ch);
@@ -218,4 +225,58 @@ export function createFakePc(config: RTCConfiguration): RTCPeerConnection {
 /** Let pending promise callbacks (createOffer → setLocalDescription → send) run. */
 export async function flush(): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+/** A MediaStreamTrack stand-in: `stop()` records, `end()` fires "ended" as when a device is unplugged. */
+export class FakeTrack extends EventTarget {
+  readyState: MediaStreamTrackState = "live";
+  stopped = false;
+  contentHint = "";
+  constructor(
+    public kind: string,
+    public label = "fake device",
+  ) {
+    super();
+  }
+  stop(): void {
+    this.stopped = true;
+    this.readyState = "ended";
+  }
+  end(): void {
+    this.readyState = "ended";
+    this.dispatchEvent(new Event("ended"));
+  }
+}
+
+export class FakeStream {
+  constructor(public tracks: FakeTrack[]) {}
+  getTracks(): FakeTrack[] {
+    return this.tracks;
+  }
+}
+
+/** navigator.mediaDevices whose calls resolve with fake tracks or reject with `fail`. */
+export function fakeMediaDevices(fail: { name: string; constraint?: string } | null = null) {
+  const calls: { fn: string; constraints: MediaStreamConstraints }[] = [];
+  const streams: FakeStream[] = [];
+  const make = (fn: string) => async (constraints: MediaStreamConstraints) => {
+    calls.push({ fn, constraints });
+    if (fail) throw Object.assign(new Error(fail.name), fail);
+    const tracks = [];
+    if (constraints.video) tracks.push(new FakeTrack("video"));
+    if (constraints.audio) tracks.push(new FakeTrack("audio"));
+    const stream = new FakeStream(tracks);
+    streams.push(stream);
+    return stream;
+  };
+  return {
+    calls,
+    streams,
+    getUserMedia: make("getUserMedia"),
+    getDisplayMedia: make("getDisplayMedia"),
+    enumerateDevices: async () => [
+      { kind: "videoinput", deviceId: "cam-1", label: "Front", groupId: "g" },
+      { kind: "audioinput", deviceId: "mic-1", label: "Mic", groupId: "g" },
+    ],
+  };
 }

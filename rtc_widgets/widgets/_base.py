@@ -26,6 +26,7 @@ from ..protocol import DEFAULTS, ProtocolError
 from ..sdp import SdpPair
 from ..signaling import SignalRoute
 from ..stats import PeerStats
+from ..tracks import TrackReceiver
 from ..transports.relay import RELAY_AFTER_S, RelayingPeer
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -99,6 +100,7 @@ class PeerWidget(anywidget.AnyWidget):
             send_signal=self._send_signal,
             on_change=self._apply_peer_changes,
             ice_servers=lambda: list(self.ice_servers),
+            receivers=self._make_receivers(),
         )
         self._peer.stats.peer_id = self.peer_id
         self._peer.stats.on_inspector = lambda data: self._apply_peer_changes({"inspector": data})
@@ -112,6 +114,9 @@ class PeerWidget(anywidget.AnyWidget):
 
     # --- to be extended by presets ---------------------------------------------------------------
     def _make_channels(self) -> list[Channel]:
+        return []
+
+    def _make_receivers(self) -> list[TrackReceiver]:
         return []
 
     # --- public API ------------------------------------------------------------------------------

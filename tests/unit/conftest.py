@@ -27,3 +27,15 @@ def connect() -> Iterator[Any]:
     for widget, browser in made:
         widget.close()
         browser.close()
+
+
+def run_async(coro: Any, timeout: float = 60) -> Any:
+    """Run ``coro`` to completion in a fresh loop on its own thread, as a notebook cell's loop would be.
+
+    Not ``asyncio.run``: in a whole-suite run the browser tests' sync Playwright leaves a loop running on the main
+    thread, where ``asyncio.run`` refuses to start."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -20,8 +20,12 @@ from rtc_widgets.peer import CONTROL_LABEL
 
 
 class FakeBrowser:
-    def __init__(self, widget: Any, *, echo: bool = False, trickle: bool = True) -> None:
+    def __init__(
+        self, widget: Any, *, echo: bool = False, trickle: bool = True, tracks: Callable[[], list[Any]] | None = None
+    ) -> None:
         self.widget = widget
+        self.make_tracks = tracks  # media widgets: new sending tracks for each session, like getUserMedia
+        self.tracks: list[Any] = []
         self.echo = echo
         self.trickle = trickle
         self.received: list[Any] = []
@@ -74,13 +78,17 @@ class FakeBrowser:
         w = self.widget
         self.control = pc.createDataChannel(CONTROL_LABEL)
         self.control.on("message", self._on_control)
-        kwargs: dict[str, Any] = {"ordered": w.ordered, "protocol": w.protocol}
-        if w.max_retransmits is not None:
-            kwargs["maxRetransmits"] = w.max_retransmits
-        if w.max_packet_life_time is not None:
-            kwargs["maxPacketLifeTime"] = w.max_packet_life_time
-        self.channel = pc.createDataChannel(w.label, **kwargs)
-        self.channel.on("message", self._on_message)
+        if hasattr(w, "label"):  # a DataChannel widget; media widgets have no user channel
+            kwargs: dict[str, Any] = {"ordered": w.ordered, "protocol": w.protocol}
+            if w.max_retransmits is not None:
+                kwargs["maxRetransmits"] = w.max_retransmits
+            if w.max_packet_life_time is not None:
+                kwargs["maxPacketLifeTime"] = w.max_packet_life_time
+            self.channel = pc.createDataChannel(w.label, **kwargs)
+            self.channel.on("message", self._on_message)
+        self.tracks = self.make_tracks() if self.make_tracks else []
+        for track in self.tracks:
+            pc.addTransceiver(track, direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         sdp = pc.localDescription.sdp
         lines = sdp.splitlines()

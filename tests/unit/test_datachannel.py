@@ -14,6 +14,7 @@ from aiortc import RTCPeerConnection
 from rtc_widgets import DataChannel
 from rtc_widgets.engine import get_engine
 
+from .conftest import run_async
 from .fakebrowser import FakeBrowser
 
 
@@ -83,9 +84,9 @@ def test_messages_iterator_gets_messages_that_arrived_before_it(connect):
                 break
         return out
 
-    assert asyncio.run(take(2)) == ["first", "second"]
+    assert run_async(take(2)) == ["first", "second"]
     browser.send("third")
-    assert asyncio.run(asyncio.wait_for(take(1), 10)) == ["third"]
+    assert run_async(asyncio.wait_for(take(1), 10)) == ["third"]
 
 
 def test_unordered_unreliable_channel_connects_and_delivers(connect):
@@ -107,7 +108,7 @@ def test_message_over_negotiated_maximum_is_refused_and_maximum_passes(connect):
 
 def test_ping_returns_round_trip_times(connect):
     ch, _browser = connect(label="p")
-    rtts = asyncio.run(ch.ping(n=20))
+    rtts = run_async(ch.ping(n=20))
     assert len(rtts) == 20 and all(0 < r < 1000 for r in rtts)
 
 

@@ -97,6 +97,26 @@ const CSS = `
   font: inherit; font-weight: 600;
 }
 .rtcw-button:disabled, .rtcw-input:disabled { opacity: 0.5; cursor: not-allowed; }
+.rtcw-media .rtcw-startstop { margin-left: auto; padding: 2px 12px; }
+.rtcw-devices {
+  max-width: 220px; padding: 2px 4px; border-radius: 4px;
+  border: 1px solid var(--jp-input-border-color, var(--rtcw-border));
+  background: var(--jp-input-background, var(--rtcw-bg)); color: var(--rtcw-fg); font: inherit;
+}
+.rtcw-preview {
+  display: block; width: 100%; max-height: 360px; object-fit: contain;
+  background: #000; border-radius: 4px;
+}
+.rtcw-preview.rtcw-mirror { transform: scaleX(-1); }
+.rtcw-meter {
+  height: 12px; border-radius: 6px; overflow: hidden;
+  background: var(--rtcw-bg2); border: 1px solid var(--rtcw-border);
+}
+.rtcw-meter-bar {
+  height: 100%; width: 0; background: linear-gradient(90deg, var(--rtcw-ok) 70%, var(--rtcw-warn) 90%, var(--rtcw-err));
+  transition: width 80ms linear;
+}
+.rtcw-medstats { color: var(--rtcw-muted); font-size: 0.92em; font-variant-numeric: tabular-nums; }
 `;
 
 const STYLE_ID = "rtcw-style";

@@ -1,0 +1,161 @@
+// What the Camera, Screen and Microphone views share: state badge, title, transport chip, error lines, a device
+// picker, a start/stop button and a line of kernel-side counters. Each view adds its own body (preview or meter).
+import { listDevices, type MediaKind } from "../media";
+import type { BrowserPeer, PeerModel, PeerTraits } from "../peer";
+import { injectStyle } from "./style";
+
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className = "",
+  text = "",
+  parent?: HTMLElement,
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  if (className) el.className = className;
+  if (text) el.textContent = text;
+  parent?.appendChild(el);
+  return el;
+}
+
+export function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+const TITLES: Record<MediaKind, string> = { camera: "Camera", screen: "Screen", microphone: "Microphone" };
+const SHOWN: (keyof PeerTraits)[] = [
+  "connection_state",
+  "ice_connection_state",
+  "transport",
+  "error",
+  "frames_received",
+  "frames_dropped",
+  "fps",
+  "frame_width",
+  "frame_height",
+  "samples_received",
+  "samples_dropped",
+  "device_id",
+  "facing_mode",
+];
+
+export interface MediaFrame {
+  root: HTMLElement;
+  /** Where the view puts its preview or meter. */
+  body: HTMLElement;
+  /** Kernel-side counters, one short line. */
+  stats: HTMLElement;
+  /** Redraw soon (batched into one animation frame). */
+  schedule: () => void;
+  cleanup: () => void;
+}
+
+/** True while a session is starting or running (the button then stops it). */
+function running(peer: BrowserPeer): boolean {
+  return ["starting", "offered", "connecting", "open"].includes(peer.status);
+}
+
+/** The shared frame; `draw` is called (batched) after any change of the model or the peer. */
+export function mediaFrame(
+  kind: MediaKind,
+  model: PeerModel,
+  el: HTMLElement,
+  peer: BrowserPeer,
+  draw: () => void,
+): MediaFrame {
+  injectStyle(el.ownerDocument);
+  const root = h("div", `rtcw rtcw-media rtcw-${kind}`, "", el);
+  const head = h("div", "rtcw-head", "", root);
+  const badge = h("span", "rtcw-badge", "", head);
+  h("span", "rtcw-dot", "", badge);
+  const badgeText = h("span", "", "", badge);
+  h("span", "rtcw-title", TITLES[kind], head);
+  const transport = h("span", "rtcw-chip rtcw-transport", "", head);
+  transport.title = "transport in use";
+  const picker = h("select", "rtcw-devices", "", head);
+  picker.setAttribute("aria-label", `${TITLES[kind]} device`);
+  picker.hidden = kind === "screen";
+  const button = h("button", "rtcw-button rtcw-startstop", "", head);
+  button.type = "button";
+
+  const errors = h("div", "rtcw-errors", "", root);
+  errors.setAttribute("role", "alert");
+  const kernelError = h("div", "rtcw-error rtcw-kernel-error", "", errors);
+  h("b", "", "Kernel: ", kernelError);
+  const kernelText = h("span", "", "", kernelError);
+  const browserError = h("div", "rtcw-error rtcw-browser-error", "", errors);
+  h("b", "", "Browser: ", browserError);
+  const browserText = h("span", "", "", browserError);
+
+  const body = h("div", "rtcw-body", "", root);
+  const stats = h("div", "rtcw-medstats", "", root);
+
+  button.addEventListener("click", () => {
+    if (running(peer)) peer.close(true);
+    else peer.start();
+  });
+  picker.addEventListener("change", () => {
+    model.set("device_id", picker.value);
+    model.save_changes(); // the peer restarts on change:device_id
+  });
+
+  let listed = "";
+  const refreshDevices = async () => {
+    const devices = await listDevices(kind);
+    const key = devices.map((d) => `${d.deviceId}\u0000${d.label}`).join("\u0001");
+    if (key === listed) return;
+    listed = key;
+    const options = [new Option("default device", "")];
+    devices.forEach((d, i) => {
+      options.push(new Option(d.label || `${TITLES[kind].toLowerCase()} ${i + 1}`, d.deviceId));
+    });
+    picker.replaceChildren(...options);
+    picker.value = String(model.get("device_id") || "");
+  };
+
+  let frame = 0;
+  let lastStatus = "";
+  const redraw = () => {
+    frame = 0;
+    const kernelState = String(model.get("connection_state") || "new");
+    const state = peer.status === "closed" || peer.status === "failed" ? peer.status : kernelState;
+    badge.className = `rtcw-badge rtcw-state-${state.replace(/[^a-z-]/g, "")}`;
+    setText(badgeText, state);
+    badge.title = `kernel: ${kernelState} · ICE: ${model.get("ice_connection_state") || "new"} · browser: ${peer.status}`;
+    setText(transport, String(model.get("transport") || "webrtc"));
+    const kErr = String(model.get("error") || "");
+    kernelError.hidden = !kErr;
+    setText(kernelText, kErr);
+    browserError.hidden = !peer.error;
+    setText(browserText, peer.error);
+    errors.hidden = !kErr && !peer.error;
+    setText(button, running(peer) ? "Stop" : "Start");
+    if (peer.status !== lastStatus) {
+      lastStatus = peer.status;
+      if (peer.status === "open" && kind !== "screen") void refreshDevices(); // labels appear after a grant
+    }
+    if (picker.value !== String(model.get("device_id") || ""))
+      picker.value = String(model.get("device_id") || "");
+    draw();
+  };
+  const schedule = () => {
+    if (frame === 0) frame = requestAnimationFrame(redraw);
+  };
+  for (const name of SHOWN) model.on(`change:${name}`, schedule);
+  const unsubscribe = peer.subscribe(schedule);
+  if (kind !== "screen") void refreshDevices();
+  schedule(); // after the view has built its body
+
+  return {
+    root,
+    body,
+    stats,
+    schedule,
+    cleanup: () => {
+      if (frame) cancelAnimationFrame(frame);
+      frame = 0;
+      unsubscribe();
+      for (const name of SHOWN) model.off(`change:${name}`, schedule);
+      root.remove();
+    },
+  };
+}

@@ -1,0 +1,118 @@
+"""The kernel end of one received media track. Like a data channel, it outlives reconnects: each session rebinds it.
+
+A :class:`TrackReceiver` reads the aiortc track through a :class:`~aiortc.contrib.media.MediaRelay`, so that our
+sink and anything the user builds with aiortc (``MediaRecorder``, ``MediaRelay``, their own processing) each get
+every frame without stealing frames from one another. Its pump only hands frames over (cheap, on the engine
+loop); conversion and user code happen on worker threads (see :mod:`rtc_widgets.media`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import MediaStreamTrack
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+
+from .media import AudioSink, VideoSink
+
+log = logging.getLogger("rtc_widgets")
+
+FrameTap = Callable[[Any], None]
+
+
+class TrackReceiver:
+    """Receives the browser's ``kind`` track ("video" or "audio") into ``sink``."""
+
+    def __init__(self, kind: str, sink: VideoSink | AudioSink) -> None:
+        if kind not in ("video", "audio"):
+            raise ValueError(f"kind must be 'video' or 'audio', not {kind!r}")
+        self.kind = kind
+        self.sink = sink
+        self.on_open_change: Callable[[], None] = lambda: None
+        self._source: MediaStreamTrack | None = None
+        self._relay: MediaRelay | None = None
+        self._proxy: MediaStreamTrack | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._taps: list[FrameTap] = []
+        self._got_frame = False
+        self.sessions = 0
+
+    # --- engine thread -------------------------------------------------------------------------
+    @property
+    def bound(self) -> bool:
+        return self._source is not None
+
+    @property
+    def is_open(self) -> bool:
+        """True once the current session delivered a frame: media really flows."""
+        return self._got_frame
+
+    def bind(self, track: MediaStreamTrack) -> None:
+        self.unbind()
+        self.sessions += 1
+        self._source = track
+        self._relay = MediaRelay()
+        self._proxy = self._relay.subscribe(track, buffered=True)
+        if isinstance(self.sink, AudioSink):
+            self.sink.reset()
+        self._pump_task = asyncio.ensure_future(self._pump(self._proxy))
+
+    async def _pump(self, proxy: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await proxy.recv()
+            except MediaStreamError:
+                break
+            self.sink.publish(frame)  # type: ignore[arg-type]  # a video track yields VideoFrames, audio AudioFrames
+            for tap in list(self._taps):
+                try:
+                    tap(frame)
+                except Exception:
+                    log.exception("rtc_widgets: a %s frame tap failed", self.kind)
+            if not self._got_frame:
+                self._got_frame = True
+                self.on_open_change()
+        if self._got_frame:
+            self._got_frame = False
+            self.on_open_change()
+
+    def subscribe(self, buffered: bool = True) -> MediaStreamTrack:
+        """A new aiortc track carrying the received frames (a MediaRelay proxy). Call on the engine loop."""
+        if self._relay is None or self._source is None:
+            raise ConnectionError(f"no {self.kind} track yet: await wait_connected() first")
+        return self._relay.subscribe(self._source, buffered=buffered)
+
+    def add_tap(self, tap: FrameTap) -> None:
+        """Call ``tap(frame)`` on the engine for every raw frame (must be quick: e.g. a bounded queue put)."""
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: FrameTap) -> None:
+        with contextlib.suppress(ValueError):
+            self._taps.remove(tap)
+
+    def unbind(self) -> None:
+        task, self._pump_task = self._pump_task, None
+        if task is not None:
+            task.cancel()
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            proxy.stop()
+        self._source = None
+        self._relay = None
+        self._got_frame = False
+
+    def counters(self) -> dict[str, Any]:
+        return self.sink.counters()
+
+    def close(self) -> None:
+        self.unbind()
+        self._taps.clear()
+        self.sink.close()
+
+
+__all__ = ["TrackReceiver"]
