@@ -125,6 +125,20 @@ def test_peer_connects_while_the_cell_blocks(bus_lab: ExtLabServer, open_in: Cal
     assert nb.page.evaluate("pid => globalThis.rtcWidgets.peers.get(pid).counters.messagesReceived", pid) == 2
 
 
+def test_camera_snapshot_in_the_same_cell_while_it_blocks(
+    bus_lab: ExtLabServer, open_in: Callable[..., Notebook]
+) -> None:
+    """The issue's own example: ``display(cam); img = cam.snapshot_blocking()`` in one cell (fake camera)."""
+    pytest.importorskip("rtc_widgets.widgets.camera")
+    nb = open_in(bus_lab)
+    out = nb.run_cell_ui(
+        "from IPython.display import display\nfrom rtc_widgets import Camera\ncam = Camera()\ndisplay(cam)\n"
+        "img = cam.snapshot_blocking(30)\nprint('RESULT', 'frame', *img.shape, int(img.std() > 1), cam._bus)",
+        timeout=90,
+    )
+    assert _result_line(out)[1:] == ["frame", "480", "640", "3", "1", "True"]
+
+
 def test_without_the_extension_the_blocked_cell_times_out(
     plain_lab: ExtLabServer, open_in: Callable[..., Notebook]
 ) -> None:
