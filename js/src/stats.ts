@@ -4,7 +4,11 @@
 // while a cell runs synchronous code; before that (or when it is gone) over the widget comm, so the state events
 // of a connection that never opens still reach the kernel.
 import type { AnyModel } from "@anywidget/types";
+import protocol from "../../rtc_widgets/protocol/protocol.json";
 import { DEFAULTS, LIMITS, VERSION, validate } from "./protocol";
+
+/** The schema's pattern for an event's state: checked here so one odd state cannot void a whole sample. */
+const STATE_PATTERN = new RegExp(protocol.schema.properties.ev.items.properties.s.pattern);
 
 export type EventKind = "signaling" | "gathering" | "ice" | "dtls" | "connection";
 export interface StatsEvent {
@@ -255,7 +259,7 @@ export class StatsSampler {
   }
 
   #event(k: EventKind, s: string): void {
-    if (!/^[a-z-]{1,32}$/.test(s)) return;
+    if (!STATE_PATTERN.test(s)) return;
     this.#pending.push({ k, s, t: Date.now() });
     // bounded: a storm of transitions keeps the newest
     if (this.#pending.length > LIMITS.maxStatsEvents)

@@ -3,6 +3,7 @@
 import type { Render } from "@anywidget/types";
 import type uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
+import { defaults } from "../../../rtc_widgets/protocol/protocol.json";
 import {
   CHARTS,
   type ChartDef,
@@ -22,8 +23,8 @@ interface ViewTraits {
   live: boolean;
 }
 
-/** Rows older than this (seconds, newest row's clock) are dropped: browser memory stays bounded. */
-const KEEP_S = 600;
+/** Rows older than the kernel's default window (seconds, newest row's clock) are dropped: memory stays bounded. */
+const KEEP_S: number = defaults.stats.windowS;
 const SIDES: Side[] = ["browser", "kernel"];
 const WINDOWS: [number, string][] = [
   [15, "15 s"],
