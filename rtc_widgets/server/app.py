@@ -82,6 +82,7 @@ class RtcWidgetsApp(ExtensionApp):
         base = self._server.base_url.rstrip("/")
         hello_browser = functools.partial(self.ice_config, "browser")
         hello_kernel = functools.partial(self.ice_config, "kernel")
+        refresh_s = max(30.0, self.turn_ttl / 3) if self.turn_secret and self.turn_urls else 0.0
         self.handlers.append((f"{base}/{BUS['icePath']}", IceHandler, {"hello": hello_browser}))
         if self.bus:
             self.handlers.extend(
@@ -89,12 +90,12 @@ class RtcWidgetsApp(ExtensionApp):
                     (
                         f"{base}/{BUS['browserPath']}",
                         BrowserBusHandler,
-                        {"router": self.router, "hello": hello_browser},
+                        {"router": self.router, "hello": hello_browser, "refresh_s": refresh_s},
                     ),
                     (
                         f"{base}/{BUS['kernelPath']}",
                         KernelBusHandler,
-                        {"router": self.router, "hello": hello_kernel, "secret": self.secret},
+                        {"router": self.router, "hello": hello_kernel, "refresh_s": refresh_s, "secret": self.secret},
                     ),
                 ]
             )

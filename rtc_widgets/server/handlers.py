@@ -18,6 +18,7 @@ from jupyter_server.auth.identity import User
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
+from tornado.ioloop import PeriodicCallback
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .bus import MAX_FRAME, Router, envelope, handle_browser_frame, handle_kernel_frame
@@ -31,9 +32,11 @@ class _BusSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     auth_resource = AUTH_RESOURCE
 
-    def initialize(self, router: Router, hello: Any) -> None:
+    def initialize(self, router: Router, hello: Any, refresh_s: float = 0) -> None:
         self.router = router
         self._hello = hello  # () -> dict: ICE servers for this end, minted per connection
+        self._refresh_s = refresh_s
+        self._refresher: PeriodicCallback | None = None
 
     def set_default_headers(self) -> None:
         """JupyterHandler's HTML headers make no sense on a websocket."""
@@ -48,6 +51,13 @@ class _BusSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open()  # WebSocketMixin: keep-alive pings
         self.set_nodelay(True)  # one small message at a time: Nagle would hold each for a delayed ACK
+        self._send_hello()
+        if self._refresh_s:
+            # minted TURN credentials expire: hand out fresh ones well before, for widgets created later
+            self._refresher = PeriodicCallback(self._send_hello, self._refresh_s * 1000)
+            self._refresher.start()
+
+    def _send_hello(self) -> None:
         self.deliver(envelope("hello", **self._hello()))
 
     def deliver(self, text: str) -> None:
@@ -60,6 +70,8 @@ class _BusSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # a closed peer is not an error here
 
     def on_close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.stop()
         self.router.drop(self)
 
 
@@ -80,8 +92,8 @@ class BrowserBusHandler(_BusSocket):
 class KernelBusHandler(_BusSocket):
     """A kernel's end of the bus (loopback, runtime-file secret)."""
 
-    def initialize(self, router: Router, hello: Any, secret: str = "") -> None:
-        super().initialize(router, hello)
+    def initialize(self, router: Router, hello: Any, refresh_s: float = 0, secret: str = "") -> None:
+        super().initialize(router, hello, refresh_s)
         self._secret = secret
 
     async def prepare(self, *args: Any, **kwargs: Any) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,22 @@ class RelayDataChannel(AsyncIOEventEmitter):
         if self.readyState == "open":
             self.readyState = "closed"
             self.emit("close")
+
+
+class RelayControl(AsyncIOEventEmitter):
+    """The control channel over the relay: ``ch.ping()`` sends protocol ``ping`` on the signaling path; the browser
+    answers ``pong`` there, which KernelPeer hands to the Control as it does for every signaling pong."""
+
+    def __init__(self, send_signal: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__()
+        self.readyState = "open"
+        self._send_signal = send_signal
+
+    def send(self, text: str) -> None:
+        self._send_signal(json.loads(text))
+
+    def close(self) -> None:
+        self.readyState = "closed"
 
 
 class RelayingPeer(KernelPeer):
@@ -170,6 +187,7 @@ class RelayingPeer(KernelPeer):
                 dc = RelayDataChannel(label, session, self._send_signal)
                 self._relay[label] = dc
                 channel.bind(dc, RELAY_MAX_MESSAGE_BYTES)  # type: ignore[arg-type]
+            self.control.bind(RelayControl(self._send_signal))  # type: ignore[arg-type]
             reason = (
                 f"{why}. Data now travels through the Jupyter server (relay): slower, but it works. For WebRTC, "
                 "configure a TURN server (rtc_widgets.config.ice_servers or the server extension's turn_urls)."
@@ -190,4 +208,4 @@ class RelayingPeer(KernelPeer):
         dc.receive(msg)
 
 
-__all__ = ["RELAY_AFTER_S", "RelayDataChannel", "RelayingPeer", "data_message", "relay_message"]
+__all__ = ["RELAY_AFTER_S", "RelayControl", "RelayDataChannel", "RelayingPeer", "data_message", "relay_message"]

@@ -278,6 +278,8 @@ def _relay_roundtrip(nb: Notebook) -> None:
     time.sleep(0.5)
     assert nb.kernel.eval("[m if isinstance(m, str) else list(m) for m in got]") == ["from the page ✓", [1, 2, 3, 250]]
     assert nb.kernel.eval("[ch.messages_sent, ch.messages_received]") == [len(RELAY_MESSAGES), 2]
+    nb.kernel.execute("rtt = await ch.ping(n=3)")  # the control channel works over the relay too
+    assert nb.kernel.eval("len(rtt)") == 3
 
 
 def test_relay_over_the_bus(bus_lab: ExtLabServer, open_in: Callable[..., Notebook]) -> None:

@@ -126,6 +126,9 @@ def test_nodelay_is_set_before_jupyters_kernel_websocket_opens(monkeypatch: pyte
             calls.append(f"nodelay={value}")
 
     import asyncio
+    import concurrent.futures
 
-    asyncio.run(KernelWebsocketHandler.open(FakeHandler(), "kernel-id"))  # type: ignore[arg-type]
+    # a thread of its own: other suites (Playwright) may keep an event loop running on this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, KernelWebsocketHandler.open(FakeHandler(), "kernel-id")).result(10)  # type: ignore[arg-type]
     assert calls == ["nodelay=True", "open"]
