@@ -14,6 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from . import protocol
 from .protocol import LIMITS, ProtocolError
 from .stats import PeerStats
@@ -108,6 +110,22 @@ def _transport_bytes(pc: RTCPeerConnection) -> tuple[int, int] | None:
     return (sent, received) if found else None
 
 
+def _audio_level(endpoints: list[Any], seconds: float) -> float | None:
+    """RMS (0..1) of the newest ``seconds`` of audio in the sinks' rings; None without audio."""
+    levels = []
+    for endpoint in endpoints:
+        sink = getattr(endpoint, "sink", None)
+        ring = getattr(sink, "ring", None)
+        if ring is None or not getattr(ring, "written", 0):
+            continue
+        # at most half the ring: a write racing this read cannot overtake it (which would count as a drop)
+        n = min(ring.capacity // 2, max(1, int(getattr(sink, "sample_rate", 48000) * seconds)))
+        chunk, _ = ring.read(max(0, ring.written - n))
+        if len(chunk):
+            levels.append(float(np.sqrt(np.mean(np.square(chunk, dtype=np.float64)))))
+    return max(levels) if levels else None
+
+
 def kernel_selected_pair(pc: RTCPeerConnection) -> dict[str, Any] | None:
     """The pair aioice nominated, from the kernel's side (used until the browser reports its own view)."""
     with contextlib.suppress(Exception):  # private aioice API: optional
@@ -191,6 +209,7 @@ class KernelSampler:
             for key, value in endpoint.counters().items():
                 if isinstance(value, (int, float)):
                     cur[key] = cur.get(key, 0) + value
+        level = _audio_level(endpoints, self.stats.interval_ms / 1000.0)
         tb = _transport_bytes(pc)
         if tb is not None:
             cur["_tx"], cur["_rx"] = tb
@@ -202,6 +221,8 @@ class KernelSampler:
             metrics[f"{kind}_jitter_ms"] = jit
         if rtp:
             metrics["packets_lost"] = sum(v[1] for v in rtp.values())
+        if level is not None:
+            metrics["audio_level"] = level
         if self._probe_rtt is not None:
             metrics["probe_rtt_ms"], self._probe_rtt = self._probe_rtt, None
         dt = now - self._prev_t

@@ -252,3 +252,34 @@ def test_statsview_sends_a_snapshot_then_binary_rows():
     view.close()
     stats.add("kernel", {"probe_rtt_ms": 4.0})
     assert len(sent) == 2  # closed: no listener left
+
+
+def test_media_stats_count_frames_and_measure_the_tone_in_the_kernel():
+    from rtc_widgets import Camera, Microphone
+
+    from .fakebrowser import FakeBrowser
+    from .mediasources import ColourTrack, SineTrack
+
+    cam = Camera(stats_interval=200)
+    mic = Microphone(sample_rate=48000, channels=1, stats_interval=200)
+    browsers = [FakeBrowser(cam, tracks=lambda: [ColourTrack(320, 240, fps=30)])]
+    browsers.append(FakeBrowser(mic, tracks=lambda: [SineTrack(440.0, amplitude=0.5)]))
+    try:
+        for widget, browser in zip((cam, mic), browsers, strict=True):
+            browser.connect()
+            widget.wait_connected_blocking(timeout=20)
+        wait(lambda: len([s for s in cam.stats.samples("kernel") if "fps_in" in s.metrics]) >= 8, 20)
+        wait(lambda: len([s for s in mic.stats.samples("kernel") if "audio_level" in s.metrics]) >= 5, 20)
+        fps = sorted(s.metrics["fps_in"] for s in cam.stats.samples("kernel") if "fps_in" in s.metrics)
+        assert 15 <= fps[len(fps) // 2] <= 35  # the fake camera sends 30 fps
+        cam_kernel = cam.stats.samples("kernel")[-1].metrics
+        assert cam_kernel["frame_width"] == 320 and cam_kernel["video_jitter_ms"] >= 0
+        assert 0 <= cam_kernel.get("video_loss", 0) <= 0.05
+        # a 0.5-amplitude sine has an RMS of 0.354; Opus keeps it close
+        level = mic.stats.samples("kernel")[-1].metrics["audio_level"]
+        assert 0.25 < level < 0.45, level
+        assert mic.stats.samples("kernel")[-1].metrics["samples_dropped"] == 0  # measuring it dropped nothing
+    finally:
+        for widget, browser in zip((cam, mic), browsers, strict=True):
+            widget.close()
+            browser.close()
