@@ -14,6 +14,7 @@ time axis even when the browser runs on another machine.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -24,6 +25,8 @@ from typing import Any, NamedTuple
 
 from .protocol import DEFAULTS, LIMITS, SPEC
 from .sdp import SdpPair, parse_candidate
+
+log = logging.getLogger("rtc_widgets")
 
 _S = DEFAULTS["stats"]
 #: name -> (unit, side, meaning): the documented metric names of the ``metric`` column.
@@ -147,9 +150,7 @@ class PeerStats:
             try:
                 fn(self, sample)
             except Exception:  # a broken view must not stop recording
-                import logging
-
-                logging.getLogger("rtc_widgets").exception("rtc_widgets: stats listener failed")
+                log.exception("rtc_widgets: stats listener failed")
         return sample
 
     def event(self, side: str, kind: str, state: str, t: float | None = None) -> None:
@@ -221,9 +222,7 @@ class PeerStats:
             try:
                 self.on_inspector(self.inspector())
             except Exception:
-                import logging
-
-                logging.getLogger("rtc_widgets").exception("rtc_widgets: inspector update failed")
+                log.exception("rtc_widgets: inspector update failed")
 
     # --- readers ----------------------------------------------------------------------------------
     def samples(self, side: str | None = None) -> list[Sample]:
