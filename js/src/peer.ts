@@ -392,7 +392,7 @@ export class BrowserPeer {
   #startRelay(reason: string): void {
     // Only the user data channel relays: media sessions (no channel) keep the ICE error (not implemented).
     if (!this.channel || !this.session || this.#relay) return;
-    const gen = this.#gen;
+    const gen = ++this.#gen; // the WebRTC attempt's listeners (closing channels) fall silent
     this.#trickle?.stop();
     for (const ch of [this.channel, this.control]) {
       try {
@@ -414,7 +414,7 @@ export class BrowserPeer {
     this.#relay = relay;
     this.channel = relay as unknown as RTCDataChannel;
     this.#wireChannel(gen, this.channel);
-    this.error = reason;
+    this.error = ""; // the kernel's error line carries the reason; an earlier ICE failure no longer applies
     relay.open();
   }
 

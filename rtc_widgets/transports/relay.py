@@ -195,7 +195,7 @@ class RelayingPeer(KernelPeer):
             self._send_signal(relay_message(session, reason))
             log.info("rtc_widgets: %s switched to the relay: %s", self.name, why)
             self.fatal_error = ""
-            self._set(transport="relay", error=reason, connection_state="connected", ice_connection_state="failed")
+            self._set(transport="relay", error=reason, connection_state="connected", ice_connection_state="closed")
         finally:
             self._relay_starting = False
 

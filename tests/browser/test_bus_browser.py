@@ -293,3 +293,29 @@ def test_relay_over_the_comm_without_the_extension(plain_lab: ExtLabServer, open
     nb = open_in(plain_lab)
     _relay_roundtrip(nb)
     assert nb.kernel.eval("ch._bus") is False
+
+
+def test_the_widget_shows_relay_and_why(bus_lab: ExtLabServer, open_in: Callable[..., Notebook]) -> None:
+    """Route A: a displayed DataChannel on the relay says so, with the kernel's reason; typing still chats."""
+    nb = open_in(bus_lab)
+    out = nb.run_cell_ui(
+        "from rtc_widgets import DataChannel\nch = DataChannel(label='chat', relay_after=0)\ngot = []\n"
+        "ch.on_message(got.append)\ndisplay(ch)\nawait ch.wait_connected(timeout=30)",
+        timeout=90,
+    )
+    widget = out.locator(".rtcw-datachannel")
+    widget.wait_for(timeout=30_000)
+    nb.page.wait_for_function(
+        "el => el.querySelector('.rtcw-transport')?.textContent === 'relay'",
+        arg=widget.element_handle(),
+        timeout=20_000,
+    )
+    badge = widget.locator(".rtcw-badge")
+    nb.page.wait_for_function("el => el.textContent.includes('connected')", arg=badge.element_handle(), timeout=20_000)
+    kernel_error = widget.locator(".rtcw-kernel-error")
+    assert "relay" in kernel_error.inner_text() and "TURN" in kernel_error.inner_text()
+    assert widget.locator(".rtcw-browser-error").is_hidden()
+    nb.screenshot("relay-widget")
+    nb.kernel.execute("ch.send('shown in the log ✓')")
+    widget.get_by_text("shown in the log ✓").wait_for(timeout=20_000)
+    assert "connected" in badge.inner_text()  # and it stays so
