@@ -75,7 +75,9 @@ class Channel:
     def __init__(self, spec: ChannelSpec) -> None:
         spec.check()
         self.spec = spec
-        self.incoming: Fanout[Message] = Fanout(f"channel-{spec.label}", LIMITS["maxQueuedMessages"])
+        self.incoming: Fanout[Message] = Fanout(
+            f"channel-{spec.label}", LIMITS["maxQueuedMessages"], LIMITS["maxQueuedBytes"], wire_size
+        )
         self._dc: RTCDataChannel | None = None
         self.max_message_size = 0
         self.messages_sent = 0

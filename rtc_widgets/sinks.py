@@ -3,8 +3,9 @@
 A :class:`Fanout` takes items on the engine thread and hands them to
 - callbacks, run in order on one worker thread per fanout (user code never runs on the engine loop), and
 - async iterators in whatever loop the consumer runs (a notebook cell), woken thread-safely.
-Every queue is bounded; what overflows is counted, never silently grown. Items that arrive while nobody consumes
-wait in a bounded backlog and go to the first consumer, so nothing already received is lost by arriving early.
+Every queue is bounded, in items and (given a ``sizeof``) in bytes; what overflows is counted, never silently grown.
+Items that arrive while nobody consumes wait in a bounded backlog and go to the first consumer, so nothing already
+received is lost by arriving early.
 """
 
 from __future__ import annotations
@@ -26,19 +27,17 @@ T = TypeVar("T")
 class _Subscriber(Generic[T]):
     """A bounded queue drained by one async iterator in the consumer's loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: _Queue[T]) -> None:
         self.loop = loop
-        self.items: deque[T] = deque()
-        self.maxlen = maxlen
+        self.items = queue
         self.lock = threading.Lock()
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
 
     def put(self, item: T) -> bool:
         with self.lock:
-            if len(self.items) >= self.maxlen:
+            if not self.items.push(item):
                 return False
-            self.items.append(item)
             waiter, self.waiter = self.waiter, None
         if waiter is not None:
             self.loop.call_soon_threadsafe(_wake, waiter)
@@ -56,12 +55,55 @@ class _Subscriber(Generic[T]):
         while True:
             with self.lock:
                 if self.items:
-                    return self.items.popleft()
+                    return self.items.pop()
                 if self.closed:
                     raise StopAsyncIteration
                 self.waiter = self.loop.create_future()
                 waiter = self.waiter
             await waiter
+
+
+def _zero(_item: Any) -> int:
+    return 0
+
+
+class _Queue(Generic[T]):
+    """A deque bounded in items and in bytes (``sizeof``); not thread-safe on its own."""
+
+    def __init__(self, maxlen: int, max_bytes: int, sizeof: Callable[[T], int]) -> None:
+        self.items: deque[T] = deque()
+        self.maxlen = maxlen
+        self.max_bytes = max_bytes
+        self.sizeof = sizeof
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def push(self, item: T) -> bool:
+        size = self.sizeof(item)
+        # an item bigger than the whole budget still goes into an empty queue, so it is never refused outright
+        if len(self.items) >= self.maxlen or (self.items and self.nbytes + size > self.max_bytes):
+            return False
+        self.items.append(item)
+        self.nbytes += size
+        return True
+
+    def pop(self) -> T:
+        item = self.items.popleft()
+        self.nbytes -= self.sizeof(item)
+        return item
+
+    def restore(self, items: list[T]) -> None:
+        """Put ``items`` back in front (they were within the bounds when they came in)."""
+        self.items.extendleft(reversed(items))
+        self.nbytes += sum(self.sizeof(i) for i in items)
+
+    def take_all(self) -> list[T]:
+        items = list(self.items)
+        self.items.clear()
+        self.nbytes = 0
+        return items
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
@@ -72,9 +114,8 @@ def _wake(fut: asyncio.Future[None]) -> None:
 class _Worker(Generic[T]):
     """One thread calling every registered callback for each item, in arrival order."""
 
-    def __init__(self, name: str, maxlen: int, on_drop: Callable[[int], None]) -> None:
-        self.items: deque[T] = deque()
-        self.maxlen = maxlen
+    def __init__(self, name: str, queue: _Queue[T], on_drop: Callable[[int], None]) -> None:
+        self.items = queue
         self.on_drop = on_drop
         self.callbacks: list[Callable[[T], Any]] = []
         self.cond = threading.Condition()
@@ -85,9 +126,8 @@ class _Worker(Generic[T]):
 
     def put(self, item: T) -> bool:
         with self.cond:
-            if len(self.items) >= self.maxlen:
+            if not self.items.push(item):
                 return False
-            self.items.append(item)
             self.cond.notify()
         return True
 
@@ -102,7 +142,7 @@ class _Worker(Generic[T]):
                     self.busy = False
                     self.cond.notify_all()
                     return
-                item = self.items.popleft()
+                item = self.items.pop()
                 self.busy = True
                 callbacks = list(self.callbacks)
             for cb in callbacks:
@@ -124,14 +164,21 @@ class _Worker(Generic[T]):
 class Fanout(Generic[T]):
     """Hands each item to callbacks (worker thread) and async iterators; bounded everywhere."""
 
-    def __init__(self, name: str, maxlen: int) -> None:
+    def __init__(
+        self, name: str, maxlen: int, max_bytes: int | None = None, sizeof: Callable[[T], int] | None = None
+    ) -> None:
         self.name = name
         self.maxlen = maxlen
+        self.max_bytes = max_bytes if max_bytes is not None else 1 << 62
+        self.sizeof: Callable[[T], int] = sizeof or _zero
         self.dropped = 0
         self._lock = threading.Lock()
-        self._backlog: deque[T] = deque()
+        self._backlog: _Queue[T] = self._queue()
         self._subscribers: list[_Subscriber[T]] = []
         self._worker: _Worker[T] | None = None
+
+    def _queue(self) -> _Queue[T]:
+        return _Queue(self.maxlen, self.max_bytes, self.sizeof)
 
     def _count_drop(self, n: int = 1) -> None:
         self.dropped += n
@@ -141,10 +188,8 @@ class Fanout(Generic[T]):
         with self._lock:
             worker, subscribers = self._worker, list(self._subscribers)
             if worker is None and not subscribers:
-                if len(self._backlog) >= self.maxlen:
+                if not self._backlog.push(item):
                     self.dropped += 1
-                else:
-                    self._backlog.append(item)
                 return
         if worker is not None and not worker.put(item):
             self.dropped += 1
@@ -153,15 +198,13 @@ class Fanout(Generic[T]):
                 self.dropped += 1
 
     def _take_backlog(self) -> list[T]:
-        items = list(self._backlog)
-        self._backlog.clear()
-        return items
+        return self._backlog.take_all()
 
     def add_callback(self, fn: Callable[[T], Any]) -> None:
         with self._lock:
             first = self._worker is None
             if first:
-                self._worker = _Worker(f"rtc-widgets-{self.name}", self.maxlen, self._count_drop)
+                self._worker = _Worker(f"rtc-widgets-{self.name}", self._queue(), self._count_drop)
             self._worker.callbacks.append(fn)  # type: ignore[union-attr]
             backlog = self._take_backlog() if first and not self._subscribers else []
         for item in backlog:
@@ -174,7 +217,7 @@ class Fanout(Generic[T]):
 
     async def iterate(self) -> AsyncIterator[T]:
         """Yield items as they arrive, in the caller's loop."""
-        sub: _Subscriber[T] = _Subscriber(asyncio.get_running_loop(), self.maxlen)
+        sub: _Subscriber[T] = _Subscriber(asyncio.get_running_loop(), self._queue())
         with self._lock:
             if self._worker is None and not self._subscribers:
                 for item in self._take_backlog():
@@ -193,7 +236,7 @@ class Fanout(Generic[T]):
                 if self._worker is None and not self._subscribers:
                     # Unread items go back, so a second ``async for`` continues where the first stopped.
                     with sub.lock:
-                        self._backlog.extendleft(reversed(sub.items))
+                        self._backlog.restore(sub.items.take_all())
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until the callback worker has handled everything queued so far."""

@@ -22,6 +22,20 @@ EXPECTED = {
         (8, r"\b(4[5-9]|50) of 50 echoes handled during the sleep"),
         (9, r"'closed'"),
     ],
+    "02-stats.ipynb": [
+        (1, r"'connected'"),
+        (3, r"sent 1,000,000 bytes"),
+        (6, r"peak kernel → browser, as the browser measured it: \d{3,} kbit/s"),
+        (7, r"the browser received (0\.9\d|1\.0\d) MB on the channel"),
+        (9, r"browser\s+new → connecting → connected"),
+        (9, r"kernel\s+new → connecting → connected"),
+        (11, r"selected pair: kernel (host|prflx) udp ↔ browser (host|prflx)"),
+        (12, r"\('application', 'UDP/DTLS/SCTP', 'sendrecv'\)"),
+        (15, r"the browser sends \d+ fps, the kernel receives \d+ fps"),
+        (16, r"2 peer\(s\) saved"),
+        (16, r"DataChannel \w+: \d+ samples, \d+ events"),
+        (17, r"'closed'"),
+    ],
 }
 
 
