@@ -49,17 +49,24 @@ def expected_colour(frame_number: int, fps: int) -> int:
     return (frame_number // fps) % len(PALETTE)
 
 
-def write_y4m(path: Path, width: int = 640, height: int = 480, fps: int = 30) -> Path:
-    """len(PALETTE) seconds of video; frame n shows PALETTE[(n // fps) % len(PALETTE)] and n in the top band."""
+def write_y4m(path: Path, width: int = 640, height: int = 480, fps: int = 30, texture: bool = False) -> Path:
+    """len(PALETTE) seconds of video; frame n shows PALETTE[(n // fps) % len(PALETTE)] and n in the top band.
+
+    ``texture`` adds a moving grain of +-24 luma levels (like a real camera's detail and noise) so that encoding and
+    decoding cost what they would with a camera; solid colours compress to almost nothing."""
     frames = fps * len(PALETTE)
     assert frames <= 1 << BITS
     cell = width // BITS
     band_h = height // BAND
+    grain = np.random.default_rng(7).integers(-24, 25, size=(height, 2 * width), dtype=np.int16)
     with open(path, "wb") as f:
         f.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for n in range(frames):
             y, u, v = _rgb_to_yuv(PALETTE[expected_colour(n, fps)])
             luma = np.full((height, width), y, np.uint8)
+            if texture:  # scrolls 8 px per frame: motion for the encoder
+                shift = (8 * n) % width
+                luma = np.clip(grain[:, shift : shift + width] + y, 16, 235).astype(np.uint8)
             cb = np.full((height // 2, width // 2), u, np.uint8)
             cr = np.full((height // 2, width // 2), v, np.uint8)
             luma[:band_h] = 16
