@@ -60,7 +60,7 @@ js-check: js
 
 # Exit code 5 (no tests collected) is an error like any other non-zero code.
 pytest: venv
-	$(PY) -m pytest tests/unit tests/browser
+	$(PY) -m pytest tests/unit tests/browser tests/network
 
 # The wheel must carry the built bundle (a clean build from the sdist-like tree, npm included).
 wheel-check: venv
