@@ -21,7 +21,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 _TESTS_DIR = Path(__file__).resolve().parent
 _NETNS_PY = _TESTS_DIR / "netns.py"
@@ -96,3 +100,16 @@ else:
         netns.check_isolated()
     except netns.NetnsError as exc:
         _fail(f"{netns.ENV_FLAG}=1 is set, but {exc}")
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Any]:
+    """One sync Playwright for the whole run: tests/browser and tests/network both use it (a second one would
+    find the first one's event loop running and refuse)."""
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        yield pw
+    finally:
+        pw.stop()

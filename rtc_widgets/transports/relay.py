@@ -127,7 +127,7 @@ class RelayingPeer(KernelPeer):
         return bool(self._relay)
 
     def _relay_wanted(self, msg: dict[str, Any]) -> bool:
-        return msg.get("session") == self.session and self._can_relay()
+        return self.pc is not None and msg.get("session") == self.session and self._can_relay()
 
     def _can_relay(self) -> bool:
         return self.relay_after() is not None and not getattr(self, "receivers", None) and bool(self.channels)

@@ -75,15 +75,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
             pass
 
 
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    try:
-        yield pw
-    finally:
-        pw.stop()
+# ``playwright`` (one sync Playwright per run, shared with tests/network) lives in tests/conftest.py.
 
 
 def _launch(playwright: Any, extra_args: Sequence[str] = (), **kwargs: Any) -> Any:

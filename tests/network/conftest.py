@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,14 +17,7 @@ if _BROWSER not in sys.path:
     sys.path.insert(0, _BROWSER)
 
 
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Any]:
+@pytest.fixture(autouse=True)
+def _in_test_namespace() -> None:
     if os.environ.get("RTCW_NETNS") != "1":
         pytest.fail("network tests must run inside the test network namespace (tests/conftest.py)")
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    try:
-        yield pw
-    finally:
-        pw.stop()
