@@ -13,6 +13,10 @@ Three JupyterLab servers, one notebook page each (headless Chromium), ``--sample
   bus; timed from the send to the arrival on the engine thread.
 - ``ext-nagle``: the extension with ``tcp_nodelay=False``, to separate NODELAY's effect from the bus's.
 
+On each server also a user-data echo round trip (``DataChannel(echo=True)``: ``send`` -> page -> back to the
+``on_message`` callback) over WebRTC and over the relay transport (``relay_after=0``: through the bus, or the comm on
+the stock server).
+
 Results: benchmarks/results/signaling.{json,md}. Nothing is asserted: the numbers go in the issue note.
 """
 
@@ -68,6 +72,39 @@ async def comm_rtt(n, burst=1, timeout=10.0):
         out.append((t1 - t0) * 1000)
         await asyncio.sleep(0.005)  # let the earlier echoes of a burst drain
     return out
+"""
+
+ECHO_CHANNELS = r"""
+from rtc_widgets import DataChannel
+
+async def echo_rtt(ch, n, timeout=10.0):
+    # a small text message to the page and back (echo=True), timed in the cell
+    loop = asyncio.get_running_loop()
+    state = {"fut": None}
+
+    def got(_m):
+        fut = state["fut"]
+        if fut is not None:
+            t = time.perf_counter()
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(t))
+
+    ch.on_message(got)
+    out = []
+    for i in range(n):
+        fut = loop.create_future()
+        state["fut"] = fut
+        t0 = time.perf_counter()
+        ch.send(f"rtt-probe-{i:06d}")
+        out.append((await asyncio.wait_for(fut, timeout) - t0) * 1000)
+    return out
+
+_wch = DataChannel(label="bench-webrtc", echo=True, relay_after=None)
+_rch = DataChannel(label="bench-relay", echo=True, relay_after=0)
+_wch.start()
+_rch.start()
+await _wch.wait_connected(timeout=30)
+await _rch.wait_connected(timeout=30)
+assert (_wch.transport, _rch.transport) == ("webrtc", "relay"), (_wch.transport, _rch.transport)
 """
 
 BUS_SETUP = r"""
@@ -130,6 +167,11 @@ def measure(name: str, lab: Any, browser: Any, samples: int, bus: bool) -> dict[
         nb.kernel.execute(f"_r = await comm_rtt({samples}, burst=3)", 300)
         out["comm, 3-message burst"] = summary(nb.kernel.eval("_r"))
         log(f"{name}: comm burst RTT p50 {out['comm, 3-message burst']['p50']:.2f} ms")
+        nb.kernel.execute(ECHO_CHANNELS, 90)
+        for key, var in (("data echo, webrtc", "_wch"), ("data echo, relay", "_rch")):
+            nb.kernel.execute(f"await echo_rtt({var}, 5)\n_e = await echo_rtt({var}, {samples})", 300)
+            out[key] = summary(nb.kernel.eval("_e"))
+            log(f"{name}: {key} RTT p50 {out[key]['p50']:.2f} ms")
         if bus:
             nb.kernel.execute(BUS_SETUP, 90)
             assert nb.kernel.eval("_bch._bus") is True, "the kernel did not get the bus"
