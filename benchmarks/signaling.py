@@ -8,6 +8,9 @@ Three JupyterLab servers, one notebook page each (headless Chromium), ``--sample
 
 - ``stock``: no rtc_widgets extension. Comm RTT: the kernel sends a small custom message to an echo widget, the
   page sends it back over its comm; timed in the cell (perf_counter) from ``send`` to the handler.
+  Also "2 messages, 1 answer": the kernel sends two messages back to back and the page answers only the second,
+  as when a trait update precedes a message. The first one's ACK is delayed (~40 ms) and, with Nagle on, the
+  server holds the second until it comes: this is where TCP_NODELAY matters.
 - ``nodelay``: the extension with ``tcp_nodelay=True`` (its default). Comm RTT as above, and bus RTT: a protocol
   ``ping`` from the kernel's engine over the bus websocket to the page's BrowserPeer, which answers ``pong`` over the
   bus; timed from the send to the arrival on the engine thread.
@@ -45,7 +48,10 @@ import asyncio, time
 import anywidget as _aw
 
 class _RtcwEcho(_aw.AnyWidget):
-    _esm = "export default { initialize({ model }) { model.on('msg:custom', (c) => model.send(c)); } };"
+    _esm = (
+        "export default { initialize({ model }) {"
+        " model.on('msg:custom', (c) => { if (c.echo !== false) model.send(c); }); } };"
+    )
 
 _echo = _RtcwEcho()
 _echo_state = {"fut": None, "loop": None, "want": None}
@@ -58,7 +64,7 @@ def _echo_got(_w, content, _buffers):
 
 _echo.on_msg(_echo_got)
 
-async def comm_rtt(n, burst=1, timeout=10.0):
+async def comm_rtt(n, burst=1, timeout=10.0, echo_all=True):
     # send `burst` messages back to back; time until the echo of the LAST one arrives
     loop = asyncio.get_running_loop()
     out = []
@@ -67,7 +73,7 @@ async def comm_rtt(n, burst=1, timeout=10.0):
         _echo_state.update(fut=fut, loop=loop, want=(i, burst - 1))
         t0 = time.perf_counter()
         for j in range(burst):
-            _echo.send({"i": i, "j": j, "pad": "rtt-probe-0123456789"})
+            _echo.send({"i": i, "j": j, "echo": echo_all or j == burst - 1, "pad": "rtt-probe-0123456789"})
         t1 = await asyncio.wait_for(fut, timeout)
         out.append((t1 - t0) * 1000)
         await asyncio.sleep(0.005)  # let the earlier echoes of a burst drain
@@ -167,6 +173,10 @@ def measure(name: str, lab: Any, browser: Any, samples: int, bus: bool) -> dict[
         nb.kernel.execute(f"_r = await comm_rtt({samples}, burst=3)", 300)
         out["comm, 3-message burst"] = summary(nb.kernel.eval("_r"))
         log(f"{name}: comm burst RTT p50 {out['comm, 3-message burst']['p50']:.2f} ms")
+        # only the last of two messages is answered: the first one's ACK is delayed, and Nagle holds the second
+        nb.kernel.execute(f"_r = await comm_rtt({samples}, burst=2, echo_all=False)", 300)
+        out["comm, 2 messages, 1 answer"] = summary(nb.kernel.eval("_r"))
+        log(f"{name}: comm 2-message RTT p50 {out['comm, 2 messages, 1 answer']['p50']:.2f} ms")
         nb.kernel.execute(ECHO_CHANNELS, 90)
         for key, var in (("data echo, webrtc", "_wch"), ("data echo, relay", "_rch")):
             nb.kernel.execute(f"await echo_rtt({var}, 5)\n_e = await echo_rtt({var}, {samples})", 300)
