@@ -31,7 +31,7 @@ from .engine import get_engine
 from .kstats import KernelSampler, control_listener, watch
 from .protocol import DEFAULTS, ProtocolError
 from .stats import PeerStats
-from .tracks import TrackReceiver
+from .tracks import TrackReceiver, with_start_bitrate
 
 log = logging.getLogger("rtc_widgets")
 
@@ -232,8 +232,10 @@ class KernelPeer:
         await pc.setLocalDescription(await pc.createAnswer())
         if pc is not self.pc:  # replaced while gathering
             return
-        self.stats.set_local_sdp(pc.localDescription.sdp)
-        self._send_signal(protocol.answer(pc.localDescription.sdp, session))
+        kbps = max((r.start_bitrate_kbps for r in self.receivers if r.kind == "video"), default=0)
+        answer = with_start_bitrate(pc.localDescription.sdp, kbps)
+        self.stats.set_local_sdp(answer)
+        self._send_signal(protocol.answer(answer, session))
 
     async def _on_candidate(self, cand: dict[str, Any] | None, session: str) -> None:
         if session != self.session:

@@ -25,14 +25,40 @@ log = logging.getLogger("rtc_widgets")
 FrameTap = Callable[[Any], None]
 
 
+def with_start_bitrate(sdp: str, kbps: int) -> str:
+    """The kernel's answer, telling Chromium to start sending video at ``kbps`` (``x-google-start-bitrate``).
+
+    Chromium starts near 300 kbps and follows aiortc's REMB estimate up slowly: measured, a 640x480 camera arrived
+    as 480x360 for 45 s, 1280x720 as 640x360 for 53 s. With this hint it arrives at full size at once. It is only a
+    start: the bandwidth estimate still lowers the rate on a slower link. Other browsers ignore the parameter."""
+    if kbps <= 0:
+        return sdp
+    lines = sdp.split("\r\n")
+    out: list[str] = []
+    in_video = False
+    fmtp = {ln.split()[0][7:] for ln in lines if ln.startswith("a=fmtp:")}
+    for line in lines:
+        if line.startswith("m="):
+            in_video = line.startswith("m=video ")
+        if in_video and line.startswith("a=fmtp:") and "apt=" not in line:  # not the retransmission payloads
+            line += f";x-google-start-bitrate={kbps}"
+        out.append(line)
+        if in_video and line.startswith("a=rtpmap:") and "/90000" in line and " rtx/" not in line:
+            pt = line.split()[0][9:]
+            if pt not in fmtp:
+                out.append(f"a=fmtp:{pt} x-google-start-bitrate={kbps}")
+    return "\r\n".join(out)
+
+
 class TrackReceiver:
     """Receives the browser's ``kind`` track ("video" or "audio") into ``sink``."""
 
-    def __init__(self, kind: str, sink: VideoSink | AudioSink) -> None:
+    def __init__(self, kind: str, sink: VideoSink | AudioSink, start_bitrate_kbps: int = 0) -> None:
         if kind not in ("video", "audio"):
             raise ValueError(f"kind must be 'video' or 'audio', not {kind!r}")
         self.kind = kind
         self.sink = sink
+        self.start_bitrate_kbps = start_bitrate_kbps  # asked of the sender in the answer (video)
         self.on_open_change: Callable[[], None] = lambda: None
         self._source: MediaStreamTrack | None = None
         self._relay: MediaRelay | None = None
@@ -115,4 +141,4 @@ class TrackReceiver:
         self.sink.close()
 
 
-__all__ = ["TrackReceiver"]
+__all__ = ["TrackReceiver", "with_start_bitrate"]

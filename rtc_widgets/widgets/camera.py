@@ -39,6 +39,11 @@ class VideoWidget(PeerWidget):
     )
     height = t.Int(help="Requested frame height in pixels.").tag(sync=True)
     frame_rate = t.Int(help="Requested frames per second (the constructor also takes it as ``fps=``).").tag(sync=True)
+    start_bitrate = t.Int(
+        MEDIA["videoStartBitrateKbps"],
+        help="kbit/s the browser starts sending at (Chromium; 0 = its own ~300). Without it Chromium sends a smaller "
+        "picture for about a minute while its estimate grows. Fixed when the widget is created.",
+    )
 
     frames_received = t.Int(0, read_only=True, help="Frames the kernel received and decoded.").tag(sync=True)
     frames_dropped = t.Int(
@@ -67,7 +72,7 @@ class VideoWidget(PeerWidget):
 
     def _make_receivers(self) -> list[TrackReceiver]:
         self._sink = VideoSink(f"{self._kind}-frames")
-        self._receiver = TrackReceiver("video", self._sink)
+        self._receiver = TrackReceiver("video", self._sink, self.start_bitrate)
         return [self._receiver]
 
     async def snapshot(self, timeout: float = MEDIA["firstFrameTimeoutS"]) -> np.ndarray:

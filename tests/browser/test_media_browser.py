@@ -371,3 +371,23 @@ def test_displayed_microphone_meter_moves_with_the_tone(media_notebook: Notebook
         timeout=15_000,
     )
     nb.screenshot("microphone-view")
+
+
+def test_a_detailed_camera_arrives_at_full_size_from_the_start(
+    launch_browser: Callable[..., Any], open_notebook: Callable[..., Notebook], tmp_path: Path
+) -> None:
+    """With camera-like detail (a moving grain), Chromium would start near 300 kbps and send 480x360 for ~45 s while
+    aiortc's bandwidth estimate grows; the kernel's answer asks it to start at start_bitrate (1500 kbps)."""
+    y4m = write_y4m(tmp_path / "grain.y4m", 640, 480, FPS, texture=True)
+    nb = open_notebook(browser_=launch_browser([f"--use-file-for-fake-video-capture={y4m}"]))
+    setup(nb)
+    start(nb, "cam", "Camera(width=640, height=480, fps=30)")
+    nb.kernel.execute(
+        "sizes = []\ncam.on_frame(lambda img: sizes.append((time.monotonic(), img.shape[:2], read_frame(img))))\n"
+        "time.sleep(6)"
+    )
+    late = nb.kernel.eval("[(list(s), n, c) for t, s, (n, c) in sizes if t - sizes[0][0] >= 2]")
+    sizes = Counter(tuple(s) for s, n, c in late)
+    print(f"frame sizes 2-6 s after connecting: {dict(sizes)}")
+    assert sizes[(480, 640)] >= 0.95 * len(late) and len(late) >= 80
+    assert sum(1 for s, n, c in late if c == expected_colour(n, FPS)) >= 0.95 * len(late)

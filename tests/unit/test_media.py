@@ -17,6 +17,7 @@ from aiortc.contrib.media import MediaRecorder
 from rtc_widgets import Camera, Microphone, protocol
 from rtc_widgets.engine import get_engine
 from rtc_widgets.media import AudioRing
+from rtc_widgets.tracks import with_start_bitrate
 
 from .conftest import run_async
 from .fakebrowser import FakeBrowser
@@ -212,3 +213,41 @@ def test_audio_ring_wraps_and_counts_what_a_slow_reader_lost():
     chunk, cursor = ring.read(cursor)
     assert chunk[:, 0].tolist() == list(range(30, 40)) and cursor == 40
     assert ring.dropped == 15
+
+
+def test_the_answer_asks_chromium_to_start_video_at_the_start_bitrate(media):
+    cam = Camera(width=320, height=240, fps=30)
+    browser = media(cam, lambda: [ColourTrack(320, 240)])
+    answer = [m for m in browser.from_kernel if m["type"] == "answer"][-1]["sdp"]
+    video = answer.split("m=video ", 1)[1]
+    rtpmaps = [ln.split()[0][9:] for ln in video.split("\r\n") if ln.startswith("a=rtpmap:") and " rtx/" not in ln]
+    for pt in rtpmaps:
+        assert any(
+            ln.startswith(f"a=fmtp:{pt} ") and "x-google-start-bitrate=1500" in ln for ln in video.split("\r\n")
+        ), pt
+    assert all("x-google" not in ln for ln in video.split("\r\n") if "apt=" in ln)  # retransmission untouched
+    assert cam.snapshot_blocking().shape == (240, 320, 3)  # the aiortc "browser" accepted that answer
+
+
+def test_start_bitrate_hint_touches_only_video_codecs():
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=rtpmap:111 opus/48000/2",
+            "a=fmtp:111 minptime=10;useinbandfec=1",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98",
+            "a=rtpmap:96 VP8/90000",
+            "a=rtpmap:97 rtx/90000",
+            "a=fmtp:97 apt=96",
+            "a=rtpmap:98 H264/90000",
+            "a=fmtp:98 packetization-mode=1",
+            "",
+        ]
+    )
+    out = with_start_bitrate(sdp, 1200).split("\r\n")
+    assert "a=fmtp:111 minptime=10;useinbandfec=1" in out
+    assert out[out.index("a=rtpmap:96 VP8/90000") + 1] == "a=fmtp:96 x-google-start-bitrate=1200"
+    assert "a=fmtp:97 apt=96" in out
+    assert "a=fmtp:98 packetization-mode=1;x-google-start-bitrate=1200" in out
+    assert with_start_bitrate(sdp, 0) == sdp
