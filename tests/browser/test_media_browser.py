@@ -391,3 +391,57 @@ def test_a_detailed_camera_arrives_at_full_size_from_the_start(
     print(f"frame sizes 2-6 s after connecting: {dict(sizes)}")
     assert sizes[(480, 640)] >= 0.95 * len(late) and len(late) >= 80
     assert sum(1 for s, n, c in late if c == expected_colour(n, FPS)) >= 0.95 * len(late)
+
+
+#: A page-side stand-in for a widget model: the bundle's initialize/render run on it, and what the browser end
+#: would send to the kernel is kept in ``sent``.
+FAKE_MODEL_JS = """async () => {
+  const sent = [];
+  const handlers = {};
+  const traits = { _kind: "camera", peer_id: "insecure-1", _start: 1, ice_servers: [], ice_transport_policy: "all",
+    width: 640, height: 480, frame_rate: 30, facing_mode: "user", device_id: "", connection_state: "new",
+    error: "", transport: "webrtc" };
+  const model = {
+    get: (k) => traits[k], set: (k, v) => { traits[k] = v; }, save_changes() {}, send: (m) => sent.push(m),
+    on: (e, f) => { (handlers[e] = handlers[e] || []).push(f); }, off() {},
+  };
+  const widget = (await import("/widget.js")).default;
+  widget.initialize({ model });
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  widget.render({ model, el });
+  await new Promise((r) => setTimeout(r, 1000));
+  return { secure: isSecureContext, mediaDevices: Boolean(navigator.mediaDevices),
+           errors: sent.filter((m) => m.type === "error"), offers: sent.filter((m) => m.type === "offer").length,
+           shown: document.querySelector(".rtcw-camera .rtcw-browser-error")?.textContent ?? "" };
+}"""
+
+
+def test_an_insecure_page_gets_a_clear_error_instead_of_a_camera(launch_browser: Callable[..., Any], tmp_path: Path):
+    """A page over plain http on a non-localhost address is not a secure context: the browser hides media devices.
+    The widget bundle runs on such a page (http://198.18.0.1, the namespace's veth address) on a stand-in model."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    from harness import REPO_ROOT
+
+    shutil.copy(REPO_ROOT / "rtc_widgets" / "static" / "widget.js", tmp_path / "widget.js")
+    (tmp_path / "index.html").write_text("<!doctype html><title>insecure</title><body></body>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("198.18.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = launch_browser().new_page()
+        page.goto(f"http://198.18.0.1:{server.server_address[1]}/index.html")
+        result = page.evaluate(FAKE_MODEL_JS)
+        page.screenshot(path=str(REPO_ROOT / "test-artifacts" / "camera-insecure-context.png"))
+    finally:
+        server.shutdown()
+    print(result)
+    assert result["secure"] is False and result["mediaDevices"] is False
+    assert [e["code"] for e in result["errors"]] == ["insecure-context"]
+    assert "not a secure context" in result["errors"][0]["message"] and "https" in result["errors"][0]["message"]
+    assert result["offers"] == 0
+    assert "not a secure context" in result["shown"]

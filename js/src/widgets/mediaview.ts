@@ -98,7 +98,7 @@ export function mediaFrame(
     model.save_changes(); // the peer restarts on change:device_id
   });
 
-  let listed = "";
+  let listed: string | null = null;
   const refreshDevices = async () => {
     const devices = await listDevices(kind);
     const key = devices.map((d) => `${d.deviceId}\u0000${d.label}`).join("\u0001");
