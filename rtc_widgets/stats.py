@@ -28,6 +28,17 @@ from .sdp import SdpPair, parse_candidate
 
 log = logging.getLogger("rtc_widgets")
 
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(
+            "stats as a DataFrame need pandas, which is not installed: pip install 'rtc_widgets[stats]' (or pandas)"
+        ) from None
+    return pandas
+
+
 _S = DEFAULTS["stats"]
 #: name -> (unit, side, meaning): the documented metric names of the ``metric`` column.
 METRICS: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in SPEC["statsMetrics"].items() if k[0] != "$"}
@@ -270,8 +281,7 @@ class PeerStats:
         (see :data:`METRICS`), ``value`` (float), ``unit``. ``wide=True``: a row per sample, columns ``time``,
         ``side`` and one per metric (NaN where a sample lacks it).
         """
-        import pandas as pd
-
+        pd = _pandas()
         samples = self.samples()
         if wide:
             rows = [{"time": s.t, "side": s.side, **s.metrics} for s in samples]
@@ -287,8 +297,7 @@ class PeerStats:
 
     def events_dataframe(self) -> Any:
         """:attr:`events` as a DataFrame with columns ``EVENT_COLUMNS``."""
-        import pandas as pd
-
+        pd = _pandas()
         df = pd.DataFrame([{"peer": self.name, **e} for e in self.events], columns=list(EVENT_COLUMNS))
         df["time"] = pd.to_datetime(df["time"].astype("float64"), unit="s", utc=True)
         return df
