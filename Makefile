@@ -66,11 +66,16 @@ pytest: venv
 wheel-check: venv
 	rm -rf dist && $(PY) -m pip wheel -q --no-deps -w dist .
 	$(PY) -c "import sys, zipfile, glob; names = zipfile.ZipFile(glob.glob('dist/*.whl')[0]).namelist(); \
-	ok = 'rtc_widgets/static/widget.js' in names and 'rtc_widgets/protocol/protocol.json' in names; \
-	print('wheel carries static/widget.js and protocol.json' if ok else 'wheel is missing files'); sys.exit(0 if ok else 1)"
+	need = ['rtc_widgets/static/widget.js', 'rtc_widgets/static/statsview.js', 'rtc_widgets/protocol/protocol.json', \
+	        '.data/data/etc/jupyter/jupyter_server_config.d/rtc_widgets.json']; \
+	missing = [n for n in need if not any(m.endswith(n) for m in names)]; \
+	print('wheel is missing', missing if missing else 'nothing: bundles, protocol and server config are in'); \
+	sys.exit(1 if missing else 0)"
 
 bench: system venv
 	$(PY) -m benchmarks.datachannel
+	$(PY) -m benchmarks.signaling
+	$(PY) -m benchmarks.media
 
 clean:
 	rm -rf $(VENV) js/node_modules rtc_widgets/static js/src/generated dist test-artifacts

@@ -113,3 +113,12 @@ def playwright() -> Iterator[Any]:
         yield pw
     finally:
         pw.stop()
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """A skipped test is an unproven claim: the run fails if anything was skipped."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped and exitstatus == 0:
+        reporter.write_line(f"rtc_widgets: {len(skipped)} test(s) skipped; this suite allows no skips", red=True)
+        session.exitstatus = 1

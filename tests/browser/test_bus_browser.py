@@ -129,7 +129,6 @@ def test_camera_snapshot_in_the_same_cell_while_it_blocks(
     bus_lab: ExtLabServer, open_in: Callable[..., Notebook]
 ) -> None:
     """The issue's own example: ``display(cam); img = cam.snapshot_blocking()`` in one cell (fake camera)."""
-    pytest.importorskip("rtc_widgets.widgets.camera")
     nb = open_in(bus_lab)
     out = nb.run_cell_ui(
         "from IPython.display import display\nfrom rtc_widgets import Camera\ncam = Camera()\ndisplay(cam)\n"
