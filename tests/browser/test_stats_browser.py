@@ -59,7 +59,8 @@ def test_datachannel_stats_reach_the_kernel_as_a_dataframe(notebook: Notebook) -
     )
     assert 0.85e6 < notebook.kernel.eval("total_in") < 1.15e6
     # round trips: ICE's (browser) and the control-channel probe (kernel)
-    assert notebook.kernel.eval("float(df[(df.side=='browser') & (df.metric=='rtt_ms')].value.max())") > 0
+    # whole milliseconds in Chromium: 0.0 on a quiet sub-millisecond link, so present (not NaN) and >= 0
+    assert notebook.kernel.eval("float(df[(df.side=='browser') & (df.metric=='rtt_ms')].value.max())") >= 0
     assert notebook.kernel.eval("float(df[(df.side=='kernel') & (df.metric=='probe_rtt_ms')].value.min())") > 0
     assert notebook.kernel.eval("sorted(set(df.unit[df.metric == 'bitrate_in_kbps']))") == ["kbit/s"]
 
