@@ -394,18 +394,7 @@ export class BrowserPeer {
     if (!this.channel || !this.session || this.#relay) return;
     const gen = ++this.#gen; // the WebRTC attempt's listeners (closing channels) fall silent
     this.#trickle?.stop();
-    for (const ch of [this.channel, this.control]) {
-      try {
-        ch?.close();
-      } catch {
-        // already closed
-      }
-    }
-    try {
-      this.pc?.close();
-    } catch {
-      // already closed
-    }
+    this.#closeConnection();
     this.pc = null;
     this.control = null;
     const relay = new RelayChannel(String(this.#model.get("label") ?? ""), this.session, reason, (m) =>
@@ -660,23 +649,23 @@ export class BrowserPeer {
     this.#report(code, text);
   }
 
+  /** Close the user and control channels and the connection; each may already be closed. */
+  #closeConnection(): void {
+    for (const closable of [this.channel, this.control, this.pc]) {
+      try {
+        closable?.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+
   #teardown(): void {
     this.#gen++;
     this.stats.detach();
     this.#trickle?.stop();
     this.#trickle = null;
-    for (const ch of [this.channel, this.control]) {
-      try {
-        ch?.close();
-      } catch {
-        // already closed
-      }
-    }
-    try {
-      this.pc?.close();
-    } catch {
-      // already closed
-    }
+    this.#closeConnection();
     this.media?.stop();
     this.media = null;
     const reg = registry();

@@ -3,7 +3,8 @@
 import { formatCount } from "../format";
 import type { MediaKind } from "../media";
 import type { BrowserPeer, PeerModel } from "../peer";
-import { h, mediaFrame, setText } from "./mediaview";
+import { h, setText } from "./dom";
+import { mediaFrame } from "./mediaview";
 
 export function mirrored(kind: MediaKind, facingMode: unknown): boolean {
   return kind === "camera" && (facingMode === "user" || facingMode === "" || facingMode == null);

@@ -2,6 +2,7 @@
 // Updates are batched into one requestAnimationFrame so thousands of messages per second cost one redraw.
 import { formatBytes, formatCount, formatTime } from "../format";
 import type { BrowserPeer, PeerModel, PeerTraits } from "../peer";
+import { h, setText } from "./dom";
 import { injectStyle } from "./style";
 
 /** Kernel-written traits this view shows; any change redraws. */
@@ -22,24 +23,6 @@ const SHOWN_TRAITS: (keyof PeerTraits)[] = [
   "protocol",
   "echo",
 ];
-
-function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className = "",
-  text = "",
-  parent?: HTMLElement,
-): HTMLElementTagNameMap[K] {
-  const el = document.createElement(tag);
-  if (className) el.className = className;
-  if (text) el.textContent = text;
-  parent?.appendChild(el);
-  return el;
-}
-
-/** Set text only when it changed, so a redraw that changes nothing touches no DOM. */
-function setText(el: HTMLElement, text: string): void {
-  if (el.textContent !== text) el.textContent = text;
-}
 
 function optionsText(model: PeerModel): string {
   const parts: string[] = [model.get("ordered") === false ? "unordered" : "ordered"];

@@ -2,24 +2,8 @@
 // picker, a start/stop button and a line of kernel-side counters. Each view adds its own body (preview or meter).
 import { listDevices, type MediaKind } from "../media";
 import type { BrowserPeer, PeerModel, PeerTraits } from "../peer";
+import { h, setText } from "./dom";
 import { injectStyle } from "./style";
-
-export function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className = "",
-  text = "",
-  parent?: HTMLElement,
-): HTMLElementTagNameMap[K] {
-  const el = document.createElement(tag);
-  if (className) el.className = className;
-  if (text) el.textContent = text;
-  parent?.appendChild(el);
-  return el;
-}
-
-export function setText(el: HTMLElement, text: string): void {
-  if (el.textContent !== text) el.textContent = text;
-}
 
 const TITLES: Record<MediaKind, string> = { camera: "Camera", screen: "Screen", microphone: "Microphone" };
 const SHOWN: (keyof PeerTraits)[] = [

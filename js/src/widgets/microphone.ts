@@ -4,7 +4,8 @@ import { formatCount } from "../format";
 import { sendingAudioLevel } from "../media";
 import type { BrowserPeer, PeerModel } from "../peer";
 import { DEFAULTS } from "../protocol";
-import { h, mediaFrame, setText } from "./mediaview";
+import { h, setText } from "./dom";
+import { mediaFrame } from "./mediaview";
 
 /** Meter position 0..1 for an audio level 0..1: logarithmic (-60 dBFS .. 0 dBFS), as ears hear it. */
 export function meterPosition(level: number): number {

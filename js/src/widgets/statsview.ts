@@ -14,6 +14,7 @@ import {
   type TimelineEvent,
   themeColors,
 } from "../plots";
+import { h } from "./dom";
 import { injectStyle } from "./style";
 
 interface ViewTraits {
@@ -137,14 +138,6 @@ interface ViewDebug {
   drawMs: number;
   updates: number;
   charts: () => string[];
-}
-
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text = "", parent?: HTMLElement) {
-  const el = document.createElement(tag);
-  el.className = cls;
-  if (text) el.textContent = text;
-  parent?.appendChild(el);
-  return el;
 }
 
 function injectUplotCss(doc: Document): void {
