@@ -159,6 +159,10 @@ class Channel:
             "messages_dropped": self.incoming.dropped,
         }
 
+    def queue_lag(self) -> float:
+        """Seconds the oldest received message has waited for user code."""
+        return self.incoming.queue_lag()
+
     def close(self) -> None:
         self.incoming.close()
 

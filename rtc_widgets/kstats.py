@@ -210,6 +210,7 @@ class KernelSampler:
                 if isinstance(value, (int, float)):
                     cur[key] = cur.get(key, 0) + value
         level = _audio_level(endpoints, self.stats.interval_ms / 1000.0)
+        lags = [e.queue_lag() for e in endpoints if hasattr(e, "queue_lag")]
         tb = _transport_bytes(pc)
         if tb is not None:
             cur["_tx"], cur["_rx"] = tb
@@ -223,6 +224,8 @@ class KernelSampler:
             metrics["packets_lost"] = sum(v[1] for v in rtp.values())
         if level is not None:
             metrics["audio_level"] = level
+        if lags:
+            metrics["queue_lag_ms"] = max(lags) * 1000
         if self._probe_rtt is not None:
             metrics["probe_rtt_ms"], self._probe_rtt = self._probe_rtt, None
         dt = now - self._prev_t

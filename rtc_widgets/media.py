@@ -99,6 +99,7 @@ class VideoSink:
         self._seq = 0
         self._latest: av.VideoFrame | None = None
         self._pending: tuple[int, av.VideoFrame] | None = None
+        self._pending_since = 0.0  # when the frame now pending first made a consumer wait
         self._array: tuple[int, np.ndarray] | None = None
         self._arrivals: deque[float] = deque(maxlen=512)
         self._callbacks: list[VideoCallback] = []
@@ -117,6 +118,8 @@ class VideoSink:
             if self._callbacks or self._slots:
                 if self._pending is not None:
                     self.frames_dropped += 1
+                else:
+                    self._pending_since = time.monotonic()
                 self._pending = (self._seq, frame)
                 self._cond.notify()
                 handoff = True
@@ -214,6 +217,12 @@ class VideoSink:
         for slot in slots:
             slot.put(None)
 
+    def queue_lag(self) -> float:
+        """Seconds since user code last kept up: a frame has been waiting for the consumers that long (0 when none
+        is waiting). Frames replaced meanwhile do not reset it, so a consumer that never catches up shows."""
+        with self._cond:
+            return time.monotonic() - self._pending_since if self._pending is not None else 0.0
+
     def counters(self) -> dict[str, Any]:
         return {
             "frames_received": self.frames_received,
@@ -299,6 +308,7 @@ class AudioSink:
         self._resampler: av.AudioResampler | None = None
         self._callbacks: list[AudioCallback] = []
         self._worker: threading.Thread | None = None
+        self._worker_cursor: int | None = None  # absolute position the callback worker has read up to
         self._lock = threading.Lock()
 
     @property
@@ -350,11 +360,12 @@ class AudioSink:
                 self._callbacks.remove(fn)
 
     def _run(self) -> None:
-        cursor = self.ring.written
+        cursor = self._worker_cursor = self.ring.written
         while not self.ring.closed:
             if not self.ring.wait(cursor, 1.0):
                 continue
             chunk, cursor = self.ring.read(cursor)
+            self._worker_cursor = cursor
             if len(chunk):
                 chunk.flags.writeable = False
                 with self._lock:
@@ -371,6 +382,11 @@ class AudioSink:
             if len(chunk):
                 chunk.flags.writeable = False
                 yield chunk
+
+    def queue_lag(self) -> float:
+        """Seconds of received audio the callbacks have not been handed yet (0 without callbacks)."""
+        cursor = self._worker_cursor
+        return 0.0 if cursor is None else max(0, self.ring.written - cursor) / self.sample_rate
 
     def counters(self) -> dict[str, Any]:
         return {"samples_received": self.ring.written, "samples_dropped": self.ring.dropped}

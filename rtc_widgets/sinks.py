@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -34,9 +35,9 @@ class _Subscriber(Generic[T]):
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
 
-    def put(self, item: T) -> bool:
+    def put(self, item: T, arrived: float | None = None) -> bool:
         with self.lock:
-            if not self.items.push(item):
+            if not self.items.push(item, arrived):
                 return False
             waiter, self.waiter = self.waiter, None
         if waiter is not None:
@@ -68,10 +69,11 @@ def _zero(_item: Any) -> int:
 
 
 class _Queue(Generic[T]):
-    """A deque bounded in items and in bytes (``sizeof``); not thread-safe on its own."""
+    """A deque bounded in items and in bytes (``sizeof``), remembering when each item arrived; not thread-safe on
+    its own."""
 
     def __init__(self, maxlen: int, max_bytes: int, sizeof: Callable[[T], int]) -> None:
-        self.items: deque[T] = deque()
+        self.items: deque[tuple[T, float]] = deque()
         self.maxlen = maxlen
         self.max_bytes = max_bytes
         self.sizeof = sizeof
@@ -80,30 +82,37 @@ class _Queue(Generic[T]):
     def __len__(self) -> int:
         return len(self.items)
 
-    def push(self, item: T) -> bool:
+    def push(self, item: T, arrived: float | None = None) -> bool:
         size = self.sizeof(item)
         # an item bigger than the whole budget still goes into an empty queue, so it is never refused outright
         if len(self.items) >= self.maxlen or (self.items and self.nbytes + size > self.max_bytes):
             return False
-        self.items.append(item)
+        self.items.append((item, time.monotonic() if arrived is None else arrived))
         self.nbytes += size
         return True
 
     def pop(self) -> T:
-        item = self.items.popleft()
+        item, _ = self.items.popleft()
         self.nbytes -= self.sizeof(item)
         return item
 
-    def restore(self, items: list[T]) -> None:
-        """Put ``items`` back in front (they were within the bounds when they came in)."""
-        self.items.extendleft(reversed(items))
-        self.nbytes += sum(self.sizeof(i) for i in items)
+    def oldest_age(self, now: float) -> float:
+        """Seconds the oldest item has waited (0 when empty). Lock-free read: a racing pop only makes it 0."""
+        try:
+            return max(0.0, now - self.items[0][1])
+        except IndexError:
+            return 0.0
 
-    def take_all(self) -> list[T]:
-        items = list(self.items)
+    def restore(self, entries: list[tuple[T, float]]) -> None:
+        """Put ``entries`` back in front (they were within the bounds when they came in)."""
+        self.items.extendleft(reversed(entries))
+        self.nbytes += sum(self.sizeof(i) for i, _ in entries)
+
+    def take_all(self) -> list[tuple[T, float]]:
+        entries = list(self.items)
         self.items.clear()
         self.nbytes = 0
-        return items
+        return entries
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
@@ -124,9 +133,9 @@ class _Worker(Generic[T]):
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
-    def put(self, item: T) -> bool:
+    def put(self, item: T, arrived: float | None = None) -> bool:
         with self.cond:
-            if not self.items.push(item):
+            if not self.items.push(item, arrived):
                 return False
             self.cond.notify()
         return True
@@ -197,7 +206,7 @@ class Fanout(Generic[T]):
             if not sub.put(item):
                 self.dropped += 1
 
-    def _take_backlog(self) -> list[T]:
+    def _take_backlog(self) -> list[tuple[T, float]]:
         return self._backlog.take_all()
 
     def add_callback(self, fn: Callable[[T], Any]) -> None:
@@ -207,8 +216,8 @@ class Fanout(Generic[T]):
                 self._worker = _Worker(f"rtc-widgets-{self.name}", self._queue(), self._count_drop)
             self._worker.callbacks.append(fn)  # type: ignore[union-attr]
             backlog = self._take_backlog() if first and not self._subscribers else []
-        for item in backlog:
-            self._worker.put(item)  # type: ignore[union-attr]
+        for item, arrived in backlog:
+            self._worker.put(item, arrived)  # type: ignore[union-attr]
 
     def remove_callback(self, fn: Callable[[T], Any]) -> None:
         with self._lock:
@@ -220,8 +229,8 @@ class Fanout(Generic[T]):
         sub: _Subscriber[T] = _Subscriber(asyncio.get_running_loop(), self._queue())
         with self._lock:
             if self._worker is None and not self._subscribers:
-                for item in self._take_backlog():
-                    sub.put(item)
+                for item, arrived in self._take_backlog():
+                    sub.put(item, arrived)
             self._subscribers.append(sub)
         try:
             while True:
@@ -237,6 +246,15 @@ class Fanout(Generic[T]):
                     # Unread items go back, so a second ``async for`` continues where the first stopped.
                     with sub.lock:
                         self._backlog.restore(sub.items.take_all())
+
+    def queue_lag(self) -> float:
+        """Seconds the oldest received item has waited for user code (0 when every consumer is caught up)."""
+        now = time.monotonic()
+        with self._lock:
+            queues = [self._backlog, *(s.items for s in self._subscribers)]
+            if self._worker is not None:
+                queues.append(self._worker.items)
+        return max(q.oldest_age(now) for q in queues)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until the callback worker has handled everything queued so far."""

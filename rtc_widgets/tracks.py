@@ -135,6 +135,9 @@ class TrackReceiver:
     def counters(self) -> dict[str, Any]:
         return self.sink.counters()
 
+    def queue_lag(self) -> float:
+        return self.sink.queue_lag()
+
     def close(self) -> None:
         self.unbind()
         self._taps.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import time
 from typing import Any
 
@@ -283,3 +284,47 @@ def test_media_stats_count_frames_and_measure_the_tone_in_the_kernel():
         for widget, browser in zip((cam, mic), browsers, strict=True):
             widget.close()
             browser.close()
+
+
+def test_queue_lag_shows_a_consumer_falling_behind_and_catching_up(connect):
+    ch, browser = connect(stats_interval=100)
+    release = threading.Event()
+    ch.on_message(lambda m: release.wait(10))  # user code stuck on the first message
+    for i in range(5):
+        browser.send(f"m{i}")
+    wait(lambda: any(s.metrics.get("queue_lag_ms", 0) > 500 for s in ch.stats.samples("kernel")))
+    release.set()  # user code keeps up again: the lag falls back to (about) nothing
+    wait(lambda: ch.stats.samples("kernel")[-1].metrics.get("queue_lag_ms", 1e9) < 100)
+    assert ch.channel.incoming.dropped == 0
+
+
+def test_sinks_measure_queue_lag():
+    import av
+
+    from rtc_widgets.media import AudioSink, VideoSink
+
+    video = VideoSink("v")
+    assert video.queue_lag() == 0.0
+    video.add_callback(lambda img: time.sleep(0.5))  # slow user code
+    frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+    for _ in range(20):
+        video.publish(frame)
+        time.sleep(0.02)
+    assert video.queue_lag() > 0.05 and video.frames_dropped > 0
+    video.close()
+
+    audio = AudioSink("a", 16000, 1, 10)
+    gate = threading.Event()
+    audio.add_callback(lambda chunk: gate.wait(5))
+    pcm = av.AudioFrame.from_ndarray(np.zeros((1, 1600), np.float32), format="flt", layout="mono")
+    pcm.sample_rate = 16000
+    for _ in range(10):  # 1 s of audio while the callback is stuck
+        audio.publish(pcm)
+        time.sleep(0.01)
+    assert 0.5 < audio.queue_lag() <= 1.0
+    gate.set()
+    deadline = time.monotonic() + 5
+    while audio.queue_lag() > 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert audio.queue_lag() == 0
+    audio.close()
