@@ -36,6 +36,13 @@ EXPECTED = {
         (16, r"DataChannel \w+: \d+ samples, \d+ events"),
         (17, r"'closed'"),
     ],
+    "03-camera-and-microphone.ipynb": [
+        (1, r"\(\(480, 640, 3\), dtype\('uint8'\)\)"),
+        (3, r"[1-9]\d* frames measured in 2 s while the cell slept; received \d+, skipped \d+, \d+ fps now"),
+        (4, r"clip\.mp4 h264 640x480 [12]\.\d s"),
+        (5, r"3[12]\d{3} samples \(\d\.\d\d s\), loudest frequency \d+ Hz"),
+        (6, r"\('closed', 'closed'\)"),
+    ],
 }
 
 
