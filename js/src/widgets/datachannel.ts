@@ -2,6 +2,7 @@
 // Updates are batched into one requestAnimationFrame so thousands of messages per second cost one redraw.
 import { formatBytes, formatCount, formatTime } from "../format";
 import type { BrowserPeer, PeerModel, PeerTraits } from "../peer";
+import { drawState, makeBadge } from "./badge";
 import { h, setText } from "./dom";
 import { injectStyle } from "./style";
 
@@ -42,9 +43,7 @@ export function renderDataChannel(model: PeerModel, el: HTMLElement, peer: Brows
   const root = h("div", "rtcw rtcw-datachannel", "", el);
 
   const head = h("div", "rtcw-head", "", root);
-  const badge = h("span", "rtcw-badge", "", head);
-  h("span", "rtcw-dot", "", badge);
-  const badgeText = h("span", "", "", badge);
+  const badge = makeBadge(head);
   const title = h("span", "rtcw-title", "", head);
   h("span", "rtcw-kind", "DataChannel", title);
   const labelEl = h("span", "rtcw-label", "", title);
@@ -121,14 +120,8 @@ export function renderDataChannel(model: PeerModel, el: HTMLElement, peer: Brows
 
   const draw = () => {
     frame = 0;
-    const kernelState = String(model.get("connection_state") || "new");
-    // After a local close or failure the browser knows first; otherwise the kernel's view is the truth.
-    const state = peer.status === "closed" || peer.status === "failed" ? peer.status : kernelState;
-    badge.className = `rtcw-badge rtcw-state-${state.replace(/[^a-z-]/g, "")}`;
-    setText(badgeText, state);
-    badge.title = `kernel: ${kernelState} · ICE: ${model.get("ice_connection_state") || "new"} · browser: ${peer.status}`;
+    drawState(badge, transport, model, peer);
     setText(labelEl, JSON.stringify(model.get("label") ?? ""));
-    setText(transport, String(model.get("transport") || "webrtc"));
     setText(opts, optionsText(model));
 
     const kErr = String(model.get("error") || "");

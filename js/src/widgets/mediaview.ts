@@ -2,6 +2,7 @@
 // picker, a start/stop button and a line of kernel-side counters. Each view adds its own body (preview or meter).
 import { listDevices, type MediaKind } from "../media";
 import type { BrowserPeer, PeerModel, PeerTraits } from "../peer";
+import { drawState, makeBadge } from "./badge";
 import { h, setText } from "./dom";
 import { injectStyle } from "./style";
 
@@ -49,9 +50,7 @@ export function mediaFrame(
   injectStyle(el.ownerDocument);
   const root = h("div", `rtcw rtcw-media rtcw-${kind}`, "", el);
   const head = h("div", "rtcw-head", "", root);
-  const badge = h("span", "rtcw-badge", "", head);
-  h("span", "rtcw-dot", "", badge);
-  const badgeText = h("span", "", "", badge);
+  const badge = makeBadge(head);
   h("span", "rtcw-title", TITLES[kind], head);
   const transport = h("span", "rtcw-chip rtcw-transport", "", head);
   transport.title = "transport in use";
@@ -100,12 +99,7 @@ export function mediaFrame(
   let lastStatus = "";
   const redraw = () => {
     frame = 0;
-    const kernelState = String(model.get("connection_state") || "new");
-    const state = peer.status === "closed" || peer.status === "failed" ? peer.status : kernelState;
-    badge.className = `rtcw-badge rtcw-state-${state.replace(/[^a-z-]/g, "")}`;
-    setText(badgeText, state);
-    badge.title = `kernel: ${kernelState} · ICE: ${model.get("ice_connection_state") || "new"} · browser: ${peer.status}`;
-    setText(transport, String(model.get("transport") || "webrtc"));
+    drawState(badge, transport, model, peer);
     const kErr = String(model.get("error") || "");
     kernelError.hidden = !kErr;
     setText(kernelText, kErr);
