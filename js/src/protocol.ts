@@ -7,6 +7,8 @@ import schemaValidate, { type SchemaError } from "./generated/validate.js";
 export const VERSION: number = protocol.version;
 export const LIMITS: Readonly<typeof protocol.limits> = Object.freeze({ ...protocol.limits });
 export const DEFAULTS: Readonly<typeof protocol.defaults> = Object.freeze({ ...protocol.defaults });
+/** Media over the relay transport: sizes, flow-control window, codecs (protocol.json `relay`). */
+export const RELAY: Readonly<typeof protocol.relay> = Object.freeze({ ...protocol.relay });
 export type ErrorCode = keyof typeof protocol.errorCodes;
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze(
   Object.keys(protocol.errorCodes) as ErrorCode[],
@@ -74,7 +76,53 @@ export interface DataMsg extends Base {
   text?: string;
   b64?: string;
 }
-export type Message = Offer | Answer | Candidate | Bye | ErrorMsg | Ping | Pong | Relay | DataMsg;
+export type MediaTrackKind = "video" | "audio";
+export type RelayCodec = "vp8" | "h264" | "jpeg" | "opus" | "pcm16";
+/**
+ * One encoded frame over the relay. Its bytes are NOT in the JSON: they travel beside it as one binary attachment of
+ * exactly `size` bytes (a comm buffer, or the tail of a binary bus frame; see protocol.json `relay`).
+ */
+export interface MediaMsg extends Base {
+  type: "media";
+  session: string;
+  track: MediaTrackKind;
+  /** Counts per track from 0. */
+  seq: number;
+  codec: RelayCodec;
+  /** Media timestamp in microseconds (from the source; increases within a track). */
+  ts: number;
+  size: number;
+  /** A video key frame (decodable on its own). */
+  key?: boolean;
+  w?: number;
+  h?: number;
+  /** Audio: sample rate and channel count. */
+  rate?: number;
+  ch?: number;
+  /** Sender's wall clock (ms since the epoch) when the frame was captured: latency on one machine. */
+  t?: number;
+}
+/** The receiver got video frame `seq`; `key: true` asks the sender for a key frame (it could not decode). */
+export interface AckMsg extends Base {
+  type: "ack";
+  session: string;
+  track: MediaTrackKind;
+  seq: number;
+  key?: boolean;
+  t?: number;
+}
+export type Message =
+  | Offer
+  | Answer
+  | Candidate
+  | Bye
+  | ErrorMsg
+  | Ping
+  | Pong
+  | Relay
+  | DataMsg
+  | MediaMsg
+  | AckMsg;
 export type MessageType = Message["type"];
 
 export type Validation<T = Message> = { ok: true; msg: T } | { ok: false; error: string };

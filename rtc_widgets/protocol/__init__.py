@@ -20,9 +20,12 @@ LIMITS: Final[dict[str, int]] = SPEC["limits"]
 DEFAULTS: Final[dict[str, Any]] = SPEC["defaults"]
 ERROR_CODES: Final[dict[str, str]] = SPEC["errorCodes"]
 BUS: Final[dict[str, Any]] = SPEC["bus"]
+RELAY: Final[dict[str, Any]] = SPEC["relay"]
 MESSAGE_TYPES: Final[tuple[str, ...]] = tuple(SPEC["schema"]["properties"]["type"]["enum"])
 
 _validate = fastjsonschema.compile(SPEC["schema"])
+# JSON Schema cannot refer to the limits section: the schema's bound is checked against it once, here.
+assert SPEC["schema"]["properties"]["size"]["maximum"] == RELAY["maxMediaBytes"], "protocol.json: size != maxMediaBytes"
 
 
 class ProtocolError(ValueError):
@@ -59,6 +62,23 @@ def validate(msg: Any, *, max_bytes: int | None = None) -> dict[str, Any]:
         detail = str(getattr(exc, "message", exc))[:300]
         raise ProtocolError("bad-message", f"invalid {_describe(msg)}: {detail}") from None
     return msg
+
+
+def check_attachment(msg: dict[str, Any], payload: bytes | memoryview | None) -> bytes | None:
+    """A validated message with its binary attachment: ``media`` needs exactly ``size`` bytes, others none.
+
+    Returns the payload as bytes (``None`` for messages without one) or raises :class:`ProtocolError`."""
+    if msg.get("type") != "media":
+        if payload is not None and len(payload):
+            raise ProtocolError("bad-message", f"a '{msg.get('type')}' message carries no binary attachment")
+        return None
+    if payload is None:
+        raise ProtocolError("bad-message", "a media message arrived without its binary payload")
+    if len(payload) != msg["size"]:
+        raise ProtocolError(
+            "bad-message", f"media payload of {len(payload)} bytes where the message says {msg['size']}"
+        )
+    return bytes(payload)
 
 
 def parse(raw: str | bytes, *, max_bytes: int | None = None) -> dict[str, Any]:
@@ -119,12 +139,14 @@ __all__ = [
     "ERROR_CODES",
     "LIMITS",
     "MESSAGE_TYPES",
+    "RELAY",
     "SPEC",
     "VERSION",
     "ProtocolError",
     "answer",
     "bye",
     "candidate",
+    "check_attachment",
     "dumps",
     "error",
     "offer",
