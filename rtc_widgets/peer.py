@@ -30,6 +30,7 @@ from .control import Control
 from .engine import get_engine
 from .kstats import KernelSampler, control_listener, watch
 from .protocol import DEFAULTS, ProtocolError
+from .sources import TrackSender, offered_to_receive
 from .stats import PeerStats
 from .tracks import TrackReceiver, with_start_bitrate
 
@@ -72,16 +73,18 @@ class KernelPeer:
         self,
         name: str,
         channels: list[Channel],
-        send_signal: Callable[[dict[str, Any]], None],
+        send_signal: Callable[..., None],
         on_change: ChangeCallback,
         ice_servers: Callable[[], list[dict[str, Any]]],
         receivers: list[TrackReceiver] | None = None,
+        senders: list[TrackSender] | None = None,
     ) -> None:
         self.name = name
         self.channels = {c.spec.label: c for c in channels}
         self.receivers = list(receivers or [])
         # what must be open before the peer counts as connected, and what reports counters
-        self._endpoints: list[Channel | TrackReceiver] = [*channels, *self.receivers]
+        self.senders = list(senders or [])  # media the kernel sends on the browser's recvonly transceivers
+        self._endpoints: list[Channel | TrackReceiver | TrackSender] = [*channels, *self.receivers, *self.senders]
         self._send_signal = send_signal
         self._on_change = on_change
         self._ice_servers = ice_servers
@@ -107,9 +110,22 @@ class KernelPeer:
         self.engine.register(self, self.close)
 
     # --- entry points from other threads -------------------------------------------------------
-    def post(self, msg: dict[str, Any]) -> None:
-        """Hand a validated signaling message to the engine (thread-safe, keeps arrival order)."""
-        self.engine.call_soon(self._enqueue, msg)
+    def post(self, msg: dict[str, Any], payload: bytes | None = None) -> None:
+        """Hand a validated signaling message to the engine (thread-safe, keeps arrival order).
+
+        Relayed media (``media``, ``ack``) skips the signaling queue: frames must not wait behind, or crowd out,
+        signaling; the engine's call order still keeps them in arrival order."""
+        if msg["type"] in ("media", "ack"):
+            self.engine.call_soon(self._on_media_message, msg, payload)
+        else:
+            self.engine.call_soon(self._enqueue, msg)
+
+    def _on_media_message(self, msg: dict[str, Any], payload: bytes | None) -> None:
+        """Relayed media; only a peer using the relay transport takes it (see transports/relay.py)."""
+        if msg.get("session") == self.session:
+            self.report_error(
+                ProtocolError("out-of-order", f"a relay '{msg['type']}' arrived, but the relay is not in use")
+            )
 
     # --- engine thread ---------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -211,6 +227,13 @@ class KernelPeer:
         for receiver in self.receivers:
             if f"\nm={receiver.kind} " not in sdp:
                 raise ProtocolError("bad-sdp", f"the browser's offer carries no {receiver.kind} track")
+        for sender in self.senders:
+            if not offered_to_receive(sdp, sender.kind):
+                raise ProtocolError(
+                    "bad-sdp",
+                    f"the browser's offer has no {sender.kind} section to receive on (recvonly): the page's widget "
+                    "code may be older than the kernel's; reload the page after upgrading rtc_widgets",
+                )
         await self._close_pc(None)
         self.session = session
         self.fatal_error = ""
@@ -229,6 +252,12 @@ class KernelPeer:
             await self._close_pc("failed")
             raise ProtocolError("bad-sdp", f"the browser's offer could not be applied: {exc}") from None
         self._remote_set = True
+        try:
+            for sender in self.senders:  # reuses the offered transceiver, so the answer sends on it
+                sender.attach(pc)
+        except ProtocolError:
+            await self._close_pc("failed")
+            raise
         await pc.setLocalDescription(await pc.createAnswer())
         if pc is not self.pc:  # replaced while gathering
             return

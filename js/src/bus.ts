@@ -11,7 +11,8 @@ export const BUS = Object.freeze({ ...protocol.bus });
 
 type BusState = "connecting" | "open" | "closed";
 type Fallback = () => void;
-type Handler = (msg: unknown) => void;
+/** A kernel message and, for relayed media, its bytes. */
+type Handler = (msg: unknown, payload?: ArrayBuffer) => void;
 
 interface PageConfig {
   baseUrl: string;
@@ -58,11 +59,12 @@ export class Bus {
   /** Date.now() when the socket closed (0 while it has not). */
   closedAt = 0;
   readonly #ws: WebSocket;
-  readonly #queue: [string, Fallback][] = [];
+  readonly #queue: [string | ArrayBuffer, Fallback][] = [];
   readonly #handlers = new Map<string, Handler>();
 
   constructor(url: string, createSocket: (url: string) => WebSocket = (u) => new WebSocket(u)) {
     this.#ws = createSocket(url);
+    this.#ws.binaryType = "arraybuffer";
     this.#ws.addEventListener("open", () => {
       this.state = "open";
       for (const peer of this.#handlers.keys()) this.#raw({ op: "sub", peer });
@@ -87,16 +89,26 @@ export class Bus {
     if (this.#handlers.delete(peer) && this.state === "open") this.#raw({ op: "unsub", peer });
   }
 
-  /** Send to the kernel owning `peer`; `fallback` runs instead if the bus is (or goes) down first. */
-  send(peer: string, msg: Message, fallback: Fallback): void {
+  /**
+   * Send to the kernel owning `peer`; `fallback` runs instead if the bus is (or goes) down first.
+   * With a `payload` (a relayed media frame) it goes as one binary frame: 4-byte big-endian length of the
+   * envelope, the envelope, the payload (rtc_widgets/server/bus.py).
+   */
+  send(peer: string, msg: Message, fallback: Fallback, payload?: ArrayBuffer): void {
     if (this.state === "closed") {
       fallback();
       return;
     }
     const text = JSON.stringify({ op: "msg", peer, msg });
+    const frame = payload ? binaryFrame(text, payload) : text;
     this.sent++;
-    if (this.state === "open") this.#ws.send(text);
-    else this.#queue.push([text, fallback]);
+    if (this.state === "open") this.#ws.send(frame);
+    else this.#queue.push([frame, fallback]);
+  }
+
+  /** Bytes queued in the socket and not yet sent: relayed video backs off above a limit. */
+  get buffered(): number {
+    return this.#ws.bufferedAmount ?? 0;
   }
 
   close(): void {
@@ -108,20 +120,52 @@ export class Bus {
   }
 
   #onFrame(data: unknown): void {
-    if (typeof data !== "string") return;
+    let text: string;
+    let payload: ArrayBuffer | undefined;
+    if (typeof data === "string") text = data;
+    else if (data instanceof ArrayBuffer) {
+      const split = splitBinary(data);
+      if (!split) return;
+      [text, payload] = split;
+    } else return;
     let env: { op?: unknown; peer?: unknown; msg?: unknown; message?: unknown };
     try {
-      env = JSON.parse(data);
+      env = JSON.parse(text);
     } catch {
       return;
     }
     if (env.op === "msg" && typeof env.peer === "string") {
       this.received++;
-      this.#handlers.get(env.peer)?.(env.msg);
+      this.#handlers.get(env.peer)?.(env.msg, payload);
     } else if (env.op === "error") {
       this.lastError = String(env.message ?? "");
       console.warn("rtc_widgets: signaling bus:", this.lastError);
     }
+  }
+}
+
+const utf8 = new TextEncoder();
+
+/** A binary bus frame: 4-byte big-endian envelope length, the envelope as UTF-8, the payload. */
+export function binaryFrame(envelope: string, payload: ArrayBuffer): ArrayBuffer {
+  const head = utf8.encode(envelope);
+  const out = new Uint8Array(4 + head.length + payload.byteLength);
+  new DataView(out.buffer).setUint32(0, head.length);
+  out.set(head, 4);
+  out.set(new Uint8Array(payload), 4 + head.length);
+  return out.buffer;
+}
+
+/** The envelope text and payload of a binary bus frame, or null when it is malformed. */
+export function splitBinary(frame: ArrayBuffer): [string, ArrayBuffer] | null {
+  if (frame.byteLength < 4) return null;
+  const n = new DataView(frame).getUint32(0);
+  if (4 + n > frame.byteLength) return null;
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(frame, 4, n));
+    return [text, frame.slice(4 + n)];
+  } catch {
+    return null;
   }
 }
 
@@ -164,11 +208,18 @@ export class SignalRoute {
     return this.#bus && this.#bus.state !== "closed" ? "bus" : "comm";
   }
 
-  send(msg: Message): void {
+  /** Send a message (with a relayed media frame's bytes as a binary attachment). */
+  send(msg: Message, payload?: ArrayBuffer): void {
     if (!this.#bus || this.#bus.state === "closed") this.#connect();
     const bus = this.#bus;
-    if (bus) bus.send(this.#peerId, msg, () => this.#model.send(msg));
-    else this.#model.send(msg);
+    const viaComm = () => (payload ? this.#model.send(msg, undefined, [payload]) : this.#model.send(msg));
+    if (bus) bus.send(this.#peerId, msg, viaComm, payload);
+    else viaComm();
+  }
+
+  /** Bytes waiting in the bus socket; 0 on the comm (unknown there). */
+  get buffered(): number {
+    return this.#bus && this.#bus.state !== "closed" ? this.#bus.buffered : 0;
   }
 
   dispose(): void {

@@ -1,13 +1,17 @@
 import type { AnyModel } from "@anywidget/types";
 import { describe, expect, it } from "vitest";
-import { Bus, busUrl, SignalRoute } from "../src/bus";
-import { byeMsg, type Message } from "../src/protocol";
+import { Bus, binaryFrame, busUrl, SignalRoute, splitBinary } from "../src/bus";
+import { byeMsg, type MediaMsg, type Message, VERSION } from "../src/protocol";
 
 /** A WebSocket stand-in: records what is sent; the test opens, closes or feeds it. */
 class FakeSocket extends EventTarget {
   sent: string[] = [];
-  send(text: string): void {
-    this.sent.push(text);
+  binary: ArrayBuffer[] = [];
+  binaryType = "blob";
+  bufferedAmount = 0;
+  send(data: string | ArrayBuffer): void {
+    if (typeof data === "string") this.sent.push(data);
+    else this.binary.push(data);
   }
   close(): void {
     this.dispatchEvent(new Event("close"));
@@ -17,7 +21,7 @@ class FakeSocket extends EventTarget {
   }
   frame(data: unknown): void {
     const e = new Event("message") as Event & { data: unknown };
-    e.data = JSON.stringify(data);
+    e.data = data instanceof ArrayBuffer ? data : JSON.stringify(data);
     this.dispatchEvent(e);
   }
 }
@@ -80,5 +84,49 @@ describe("SignalRoute", () => {
     route.send(BYE);
     expect(sent).toEqual([BYE]);
     expect(route.path).toBe("comm");
+  });
+});
+
+describe("binary frames (relayed media)", () => {
+  const MEDIA: MediaMsg = {
+    v: VERSION,
+    type: "media",
+    session: "s1",
+    track: "video",
+    seq: 0,
+    codec: "vp8",
+    ts: 0,
+    size: 3,
+  };
+
+  it("split what they join, byte for byte, and refuse malformed frames", () => {
+    const env = JSON.stringify({ op: "msg", peer: "p1", msg: MEDIA, note: "é ✓" });
+    const frame = binaryFrame(env, new Uint8Array([7, 8, 9]).buffer);
+    const split = splitBinary(frame);
+    expect(split?.[0]).toBe(env);
+    expect(Array.from(new Uint8Array(split?.[1] ?? new ArrayBuffer(0)))).toEqual([7, 8, 9]);
+    expect(splitBinary(new Uint8Array([0, 0]).buffer)).toBeNull();
+    expect(splitBinary(new Uint8Array([0, 0, 0, 9, 123]).buffer)).toBeNull();
+    expect(splitBinary(new Uint8Array([0, 0, 0, 2, 0xff, 0xfe]).buffer)).toBeNull();
+  });
+
+  it("go out as one binary websocket frame and come in with their payload", () => {
+    const { bus: b, ws } = bus();
+    const got: [unknown, ArrayBuffer | undefined][] = [];
+    b.subscribe("p1", (m, payload) => got.push([m, payload]));
+    ws.open();
+    expect(ws.binaryType).toBe("arraybuffer");
+    b.send("p1", MEDIA, () => undefined, new Uint8Array([1, 2, 3]).buffer);
+    expect(ws.binary).toHaveLength(1);
+    const [text, payload] = splitBinary(ws.binary[0] as ArrayBuffer) ?? ["", new ArrayBuffer(0)];
+    expect(JSON.parse(text)).toEqual({ op: "msg", peer: "p1", msg: MEDIA });
+    expect(Array.from(new Uint8Array(payload))).toEqual([1, 2, 3]);
+    ws.frame(
+      binaryFrame(JSON.stringify({ op: "msg", peer: "p1", msg: MEDIA }), new Uint8Array([4, 5, 6]).buffer),
+    );
+    expect(got[0]?.[0]).toEqual(MEDIA);
+    expect(Array.from(new Uint8Array(got[0]?.[1] ?? new ArrayBuffer(0)))).toEqual([4, 5, 6]);
+    ws.bufferedAmount = 1234;
+    expect(b.buffered).toBe(1234);
   });
 });

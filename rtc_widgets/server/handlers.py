@@ -21,7 +21,7 @@ from tornado import web
 from tornado.ioloop import PeriodicCallback
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .bus import MAX_FRAME, Router, envelope, handle_browser_frame, handle_kernel_frame
+from .bus import MAX_BINARY_FRAME, Frame, Router, envelope, handle_browser_frame, handle_kernel_frame
 
 AUTH_RESOURCE = "kernels"
 KERNEL_USER = "rtc-widgets-kernel"
@@ -43,7 +43,7 @@ class _BusSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     @property
     def max_message_size(self) -> int:
-        return MAX_FRAME
+        return MAX_BINARY_FRAME  # text frames are bounded more tightly by parse_envelope
 
     def get_compression_options(self) -> None:
         return None  # signaling is small; compression only adds latency
@@ -60,11 +60,11 @@ class _BusSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def _send_hello(self) -> None:
         self.deliver(envelope("hello", **self._hello()))
 
-    def deliver(self, text: str) -> None:
+    def deliver(self, frame: Frame) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
         try:
-            fut = self.write_message(text)
+            fut = self.write_message(frame, binary=isinstance(frame, bytes))
         except WebSocketClosedError:
             return
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # a closed peer is not an error here

@@ -18,11 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine import Engine, get_engine
-from ..protocol import BUS, LIMITS
+from ..protocol import BUS
+from ..server.bus import MAX_BINARY_FRAME, binary_frame, split_binary
 
 log = logging.getLogger("rtc_widgets")
 
-Handler = Callable[[Any], None]
+#: ``handler(msg, payload)``: the inner protocol message and, for ``media``, its bytes (else None)
+Handler = Callable[[Any, "bytes | None"], None]
 _RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -70,31 +72,43 @@ class BusClient:
         if self._handlers.pop(peer, None) is not None:
             self._post({"op": "disown", "peer": peer})
 
-    def send(self, peer: str, msg: dict[str, Any]) -> bool:
-        """Send a protocol message to the browsers listening to ``peer``; False if the bus is down."""
+    def send(self, peer: str, msg: dict[str, Any], payload: bytes | None = None) -> bool:
+        """Send a protocol message (with a media frame's bytes) to the browsers listening to ``peer``; False if the
+        bus is down."""
         if self._conn is None:
             return False
-        self._post({"op": "msg", "peer": peer, "msg": msg})
+        self._post({"op": "msg", "peer": peer, "msg": msg}, payload)
         return True
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written to the socket and not yet sent (back-pressure for relayed video)."""
+        conn = self._conn
+        stream = getattr(getattr(conn, "protocol", None), "stream", None)
+        try:
+            return int(stream._write_buffer_size) if stream is not None else 0  # tornado IOStream internals
+        except (AttributeError, TypeError, ValueError):
+            return 0
 
     def close(self) -> None:
         self._closed = True
         self.engine.call_soon(self._close_now)
 
     # --- engine thread ---------------------------------------------------------------------------
-    def _post(self, env: dict[str, Any]) -> None:
+    def _post(self, env: dict[str, Any], payload: bytes | None = None) -> None:
         text = json.dumps(env, separators=(",", ":"), ensure_ascii=False)
+        frame: str | bytes = text if payload is None else binary_frame(text, payload)
         if self.engine.in_engine():
-            self._write(text)
+            self._write(frame)
         else:
-            self.engine.call_soon(self._write, text)
+            self.engine.call_soon(self._write, frame)
 
-    def _write(self, text: str) -> None:
+    def _write(self, frame: str | bytes) -> None:
         conn = self._conn
         if conn is None:
             return  # "own" is re-sent for every handler on reconnect; messages fall back to the comm
         try:
-            fut = conn.write_message(text)
+            fut = conn.write_message(frame, binary=isinstance(frame, bytes))
         except Exception:  # closed under us: the reader notices and reconnects
             return
         if isinstance(fut, asyncio.Future):
@@ -116,7 +130,7 @@ class BusClient:
             request_timeout=BUS["connectTimeoutS"],
             validate_cert=False,  # loopback to our own server; the secret authenticates
         )
-        conn = await websocket_connect(request, max_message_size=LIMITS["maxSignalBytes"] + 1024)
+        conn = await websocket_connect(request, max_message_size=MAX_BINARY_FRAME)
         with contextlib.suppress(Exception):
             conn.protocol.stream.set_nodelay(True)  # type: ignore[union-attr]
         return conn
@@ -152,7 +166,11 @@ class BusClient:
             raw = await conn.read_message()
             if raw is None:
                 return
+            payload: bytes | None = None
             try:
+                if isinstance(raw, bytes):
+                    raw, view = split_binary(raw)
+                    payload = bytes(view)
                 env = json.loads(raw)
             except (ValueError, TypeError):
                 continue
@@ -163,7 +181,7 @@ class BusClient:
                 handler = self._handlers.get(str(env.get("peer")))
                 if handler is not None:
                     try:
-                        handler(env.get("msg"))
+                        handler(env.get("msg"), payload)
                     except Exception:
                         log.exception("rtc_widgets: bus message handler failed")
             elif op == "hello":

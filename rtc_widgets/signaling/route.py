@@ -17,7 +17,8 @@ from .. import protocol
 from ..engine import get_engine
 from .bus import BusClient, get_bus
 
-Deliver = Callable[[Any], None]
+#: ``deliver(msg, payload)``: a raw message and, for ``media``, its bytes (else None)
+Deliver = Callable[[Any, "bytes | None"], None]
 
 
 class SignalRoute:
@@ -48,10 +49,10 @@ class SignalRoute:
         self.peer_id = peer_id
         if self.bus is not None:
 
-            def from_bus(msg: Any) -> None:
+            def from_bus(msg: Any, payload: bytes | None) -> None:
                 self.via_bus = True
                 if not self._take_pong(msg):
-                    deliver(msg)
+                    deliver(msg, payload)
 
             self.bus.register(peer_id, from_bus)
 
@@ -61,9 +62,16 @@ class SignalRoute:
             self.via_bus = False
         return self._take_pong(msg)
 
-    def send(self, msg: dict[str, Any]) -> bool:
+    def send(self, msg: dict[str, Any], payload: bytes | None = None) -> bool:
         """Send over the bus if that is the current path; False means: use the comm."""
-        return bool(self.via_bus and self.bus is not None and self.peer_id and self.bus.send(self.peer_id, msg))
+        return bool(
+            self.via_bus and self.bus is not None and self.peer_id and self.bus.send(self.peer_id, msg, payload)
+        )
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting in the bus socket (0 on the comm, where it cannot be known)."""
+        return self.bus.buffered if self.via_bus and self.bus is not None else 0
 
     def detach(self) -> None:
         if self.bus is not None and self.peer_id:

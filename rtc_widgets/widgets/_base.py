@@ -25,6 +25,7 @@ from ..peer import KernelPeer
 from ..protocol import DEFAULTS, ProtocolError
 from ..sdp import SdpPair
 from ..signaling import SignalRoute
+from ..sources import TrackSender
 from ..stats import PeerStats
 from ..tracks import TrackReceiver
 from ..transports.relay import RELAY_AFTER_S, RelayingPeer
@@ -53,15 +54,20 @@ class PeerWidget(anywidget.AnyWidget):
         RELAY_AFTER_S,
         allow_none=True,
         min=0,
-        help="Seconds without a WebRTC connection before data travels through the Jupyter server instead "
-        '(transport "relay"); 0 relays at once, None never. Data channels only.',
+        help="Seconds without a WebRTC connection before media and data travel through the Jupyter server instead "
+        '(transport "relay": the bus, or the comm without the server extension); 0 relays at once, None never.',
     )
 
     connection_state = t.Unicode(
         "new", read_only=True, help="new, connecting, connected, disconnected, failed or closed (kernel end)."
     ).tag(sync=True)
     ice_connection_state = t.Unicode("new", read_only=True, help="ICE state of the kernel end.").tag(sync=True)
-    transport = t.Unicode("webrtc", read_only=True, help='How media and data travel: "webrtc".').tag(sync=True)
+    transport = t.Unicode(
+        "webrtc",
+        read_only=True,
+        help='How media and data travel: "webrtc" (direct, or through TURN), or "relay" (through the Jupyter server; '
+        "error says why).",
+    ).tag(sync=True)
     error = t.Unicode("", read_only=True, help="The last error, in words that say what to do; '' when none.").tag(
         sync=True
     )
@@ -101,6 +107,7 @@ class PeerWidget(anywidget.AnyWidget):
             on_change=self._apply_peer_changes,
             ice_servers=lambda: list(self.ice_servers),
             receivers=self._make_receivers(),
+            senders=self._make_senders(),
         )
         self._peer.stats.peer_id = self.peer_id
         self._peer.stats.on_inspector = lambda data: self._apply_peer_changes({"inspector": data})
@@ -117,6 +124,9 @@ class PeerWidget(anywidget.AnyWidget):
         return []
 
     def _make_receivers(self) -> list[TrackReceiver]:
+        return []
+
+    def _make_senders(self) -> list[TrackSender]:
         return []
 
     # --- public API ------------------------------------------------------------------------------
@@ -177,25 +187,32 @@ class PeerWidget(anywidget.AnyWidget):
             peer.stats.window_s = self.stats_window
 
     # --- plumbing --------------------------------------------------------------------------------
-    def _send_signal(self, msg: dict[str, Any]) -> None:
-        if self._route.send(msg):
+    def _send_signal(self, msg: dict[str, Any], payload: bytes | None = None) -> None:
+        if self._route.send(msg, payload):
             return
         comm = self.comm
         if comm is not None and not getattr(comm, "_closed", False):
-            ipywidgets.Widget.send(self, msg)
+            ipywidgets.Widget.send(self, msg, buffers=None if payload is None else [payload])
 
-    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+    def _on_custom_msg(self, _widget: Any, content: Any, buffers: Any) -> None:
         if not self._route.came_by_comm(content):
-            self._receive_signal(content)
+            payload = buffers[0] if buffers and len(buffers) == 1 else None
+            if buffers and len(buffers) > 1:
+                get_engine().call_soon(
+                    self._peer.report_error, ProtocolError("bad-message", "a message carries more than one buffer")
+                )
+                return
+            self._receive_signal(content, payload)
 
-    def _receive_signal(self, content: Any) -> None:
+    def _receive_signal(self, content: Any, payload: bytes | memoryview | None = None) -> None:
         # Runs on the kernel's main thread (comm) or the engine (bus): validate here, act on the engine.
         try:
             msg = protocol.validate(content)
+            data = protocol.check_attachment(msg, payload)
         except ProtocolError as exc:
             get_engine().call_soon(self._peer.report_error, exc)
             return
-        self._peer.post(msg)
+        self._peer.post(msg, data)
 
     def _apply_peer_changes(self, changes: dict[str, Any]) -> None:
         with self._trait_lock, self.hold_trait_notifications(), self.hold_sync():

@@ -13,7 +13,14 @@ from jupyter_server.serverapp import ServerWebApplication
 
 from rtc_widgets import protocol
 from rtc_widgets.server import _jupyter_server_extension_points
-from rtc_widgets.server.bus import Router, handle_browser_frame, handle_kernel_frame
+from rtc_widgets.server.bus import (
+    MAX_BINARY_FRAME,
+    Router,
+    binary_frame,
+    handle_browser_frame,
+    handle_kernel_frame,
+    split_binary,
+)
 from rtc_widgets.server.handlers import BrowserBusHandler, IceHandler, KernelBusHandler
 from rtc_widgets.server.turn import minted_ice_servers, turn_credential
 
@@ -21,9 +28,14 @@ from rtc_widgets.server.turn import minted_ice_servers, turn_credential
 class FakeConn:
     def __init__(self) -> None:
         self.got: list[dict[str, Any]] = []
+        self.payloads: list[bytes] = []
 
-    def deliver(self, text: str) -> None:
-        self.got.append(json.loads(text))
+    def deliver(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            text, payload = split_binary(frame)
+            self.payloads.append(bytes(payload))
+            frame = text
+        self.got.append(json.loads(frame))
 
 
 def offer() -> dict[str, Any]:
@@ -132,3 +144,57 @@ def test_nodelay_is_set_before_jupyters_kernel_websocket_opens(monkeypatch: pyte
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, KernelWebsocketHandler.open(FakeHandler(), "kernel-id")).result(10)  # type: ignore[arg-type]
     assert calls == ["nodelay=True", "open"]
+
+
+def media(size: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "type": "media",
+        "session": "s1",
+        "track": "video",
+        "seq": 0,
+        "codec": "vp8",
+        "ts": 0,
+        "size": size,
+        **extra,
+    }
+
+
+def test_media_frames_cross_as_binary_frames_both_ways_byte_for_byte() -> None:
+    router, kernel, page = Router(), FakeConn(), FakeConn()
+    handle_kernel_frame(router, kernel, json.dumps({"op": "own", "peer": "p1"}))
+    handle_browser_frame(router, page, json.dumps({"op": "sub", "peer": "p1"}))
+    payload = bytes(range(256)) * 40
+    env = json.dumps({"op": "msg", "peer": "p1", "msg": media(len(payload), key=True, w=640, h=480)})
+    assert handle_browser_frame(router, page, binary_frame(env, payload)) is None
+    assert kernel.got[0]["msg"]["size"] == len(payload) and kernel.payloads == [payload]
+    back = json.dumps({"op": "msg", "peer": "p1", "msg": media(3)})
+    handle_kernel_frame(router, kernel, binary_frame(back, b"abc"))
+    assert page.payloads == [b"abc"] and page.got[0]["msg"]["type"] == "media"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        binary_frame(json.dumps({"op": "msg", "peer": "p", "msg": media(10)}), b"123"),  # size disagrees
+        binary_frame(json.dumps({"op": "msg", "peer": "p", "msg": offer()}), b"xyz"),  # offers carry no bytes
+        b"\x00\x00\x00\x05{}",  # envelope longer than the frame
+        b"\x00\x00\x00\x02\xff\xfe",  # envelope not UTF-8
+        b"\x00\x00",
+    ],
+)
+def test_bad_binary_frames_get_an_error_and_reach_no_kernel(frame: bytes) -> None:
+    router, kernel, page = Router(), FakeConn(), FakeConn()
+    handle_kernel_frame(router, kernel, json.dumps({"op": "own", "peer": "p"}))
+    reply = handle_browser_frame(router, page, frame)
+    assert reply is not None and json.loads(reply)["op"] == "error"
+    assert kernel.got == []
+
+
+def test_binary_frames_are_bounded_and_media_for_nobody_is_dropped_quietly() -> None:
+    router, page = Router(), FakeConn()
+    with pytest.raises(ValueError, match="exceeds"):
+        split_binary(b"\x00" * (MAX_BINARY_FRAME + 1))
+    env = json.dumps({"op": "msg", "peer": "nobody", "msg": media(4)})
+    assert handle_browser_frame(router, page, binary_frame(env, b"abcd")) is None
+    assert router.pending == {}  # never held for a kernel that may come later
