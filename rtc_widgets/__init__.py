@@ -7,15 +7,18 @@ from .stats import PeerStats
 from .widgets.camera import Camera, Screen
 from .widgets.datachannel import DataChannel
 from .widgets.microphone import Microphone
+from .widgets.output import AudioOutput, VideoOutput
 from .widgets.statsview import StatsView
 
 __all__ = [
+    "AudioOutput",
     "Camera",
     "DataChannel",
     "Microphone",
     "PeerStats",
     "Screen",
     "StatsView",
+    "VideoOutput",
     "__version__",
     "config",
     "export_session",

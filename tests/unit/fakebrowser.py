@@ -21,11 +21,19 @@ from rtc_widgets.peer import CONTROL_LABEL
 
 class FakeBrowser:
     def __init__(
-        self, widget: Any, *, echo: bool = False, trickle: bool = True, tracks: Callable[[], list[Any]] | None = None
+        self,
+        widget: Any,
+        *,
+        echo: bool = False,
+        trickle: bool = True,
+        tracks: Callable[[], list[Any]] | None = None,
+        receive: tuple[str, ...] = (),
     ) -> None:
         self.widget = widget
         self.make_tracks = tracks  # media widgets: new sending tracks for each session, like getUserMedia
         self.tracks: list[Any] = []
+        self.receive = receive  # output widgets: kinds offered recvonly, like js/src/output.ts
+        self.remote_tracks: list[Any] = []  # the kernel's tracks, newest session last
         self.echo = echo
         self.trickle = trickle
         self.received: list[Any] = []
@@ -89,6 +97,9 @@ class FakeBrowser:
         self.tracks = self.make_tracks() if self.make_tracks else []
         for track in self.tracks:
             pc.addTransceiver(track, direction="sendonly")
+        for kind in self.receive:
+            pc.addTransceiver(kind, direction="recvonly")
+        pc.on("track", self.remote_tracks.append)
         await pc.setLocalDescription(await pc.createOffer())
         sdp = pc.localDescription.sdp
         lines = sdp.splitlines()
