@@ -6,6 +6,7 @@ import { renderCamera, renderScreen } from "./widgets/camera";
 import { renderDataChannel } from "./widgets/datachannel";
 import { renderInspector } from "./widgets/inspector";
 import { renderMicrophone } from "./widgets/microphone";
+import { renderAudioOutput, renderVideoOutput } from "./widgets/output";
 
 type KindView = (model: PeerModel, el: HTMLElement, peer: BrowserPeer) => () => void;
 
@@ -14,6 +15,8 @@ const VIEWS: Record<string, KindView> = {
   camera: renderCamera,
   screen: renderScreen,
   microphone: renderMicrophone,
+  "video-output": renderVideoOutput,
+  "audio-output": renderAudioOutput,
 };
 
 /** The peer of each live model, by peer_id: how a view finds the peer its model's initialize created. */

@@ -20,6 +20,7 @@ import {
   mediaTraitsOf,
   RESTART_TRAITS,
 } from "./media";
+import { addOutputTransceiver, outputKind, streamOfTrackEvent } from "./output";
 import {
   byeMsg,
   type CandidateInit,
@@ -64,6 +65,10 @@ export interface PeerTraits extends ConnectionTraits, Partial<MediaTraits> {
   frame_height?: number;
   samples_received?: number;
   samples_dropped?: number;
+  // VideoOutput, AudioOutput (kernel-side counts).
+  frames_sent?: number;
+  samples_sent?: number;
+  queued_seconds?: number;
 }
 export type PeerModel = AnyModel<PeerTraits>;
 
@@ -104,6 +109,8 @@ export class BrowserPeer {
   control: RTCDataChannel | null = null;
   /** Camera, Screen, Microphone: what this session captured and sends (null for a DataChannel). */
   media: LocalMedia | null = null;
+  /** VideoOutput, AudioOutput: the stream the kernel sends (or one another transport set: setRemoteStream). */
+  remoteStream: MediaStream | null = null;
   /** The current (or last) session id; "" before the first start. */
   session = "";
   status: PeerStatus = "idle";
@@ -194,6 +201,7 @@ export class BrowserPeer {
       DEFAULTS.iceGatheringTimeoutMs,
     );
     this.#trickle = trickle;
+    const output = outputKind(this.#model.get("_kind"));
 
     try {
       // The control channel first, so it gets stream id 0 on every session.
@@ -205,7 +213,7 @@ export class BrowserPeer {
       this.control = control;
 
       const traits = this.#traits();
-      if (!this.#mediaKind()) {
+      if (!this.#mediaKind() && !output) {
         const channel = pc.createDataChannel(String(traits.label ?? ""), userChannelInit(traits));
         channel.binaryType = "arraybuffer";
         this.#wireChannel(gen, channel);
@@ -218,6 +226,13 @@ export class BrowserPeer {
           "Set at most one of max_retransmits and max_packet_life_time, and keep label and protocol short.",
       );
       return;
+    }
+    if (output) {
+      addOutputTransceiver(pc, output);
+      pc.addEventListener("track", (e) => {
+        if (gen === this.#gen)
+          this.setRemoteStream(streamOfTrackEvent(e as RTCTrackEvent, this.remoteStream));
+      });
     }
 
     pc.addEventListener("icecandidate", (e) => {
@@ -238,8 +253,8 @@ export class BrowserPeer {
     pc.addEventListener("connectionstatechange", () => {
       if (gen !== this.#gen) return;
       if (pc.connectionState === "failed") this.#iceFailed();
-      // Media sessions have no user channel: connected is open.
-      if (pc.connectionState === "connected" && this.media) this.status = "open";
+      // Media and output sessions have no user channel: connected is open.
+      if (pc.connectionState === "connected" && (this.media || output)) this.status = "open";
       this.#notify();
     });
 
@@ -345,6 +360,13 @@ export class BrowserPeer {
     this.log.add("out", data, size, false);
     this.#notify();
     return true;
+  }
+
+  /** Show `stream` as what the kernel sends (VideoOutput, AudioOutput): set on `track`, or by another transport. */
+  setRemoteStream(stream: MediaStream | null): void {
+    if (this.remoteStream === stream) return;
+    this.remoteStream = stream;
+    this.#notify();
   }
 
   /** Call `fn` after any change a view may show. Returns the unsubscribe function. */
@@ -668,6 +690,7 @@ export class BrowserPeer {
     this.#closeConnection();
     this.media?.stop();
     this.media = null;
+    this.remoteStream = null;
     const reg = registry();
     if (reg.peers.get(this.peerId) === this) reg.peers.delete(this.peerId);
     this.pc = null;

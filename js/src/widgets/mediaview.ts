@@ -1,12 +1,20 @@
-// What the Camera, Screen and Microphone views share: state badge, title, transport chip, error lines, a device
-// picker, a start/stop button and a line of kernel-side counters. Each view adds its own body (preview or meter).
+// What the Camera, Screen, Microphone, VideoOutput and AudioOutput views share: state badge, title, transport chip,
+// error lines, a device picker (capturing kinds), a start/stop button and a line of kernel-side counters. Each view
+// adds its own body (preview, player or meter).
 import { listDevices, type MediaKind } from "../media";
+import type { OutputKind } from "../output";
 import type { BrowserPeer, PeerModel, PeerTraits } from "../peer";
 import { drawState, makeBadge } from "./badge";
 import { h, setText } from "./dom";
 import { injectStyle } from "./style";
 
-const TITLES: Record<MediaKind, string> = { camera: "Camera", screen: "Screen", microphone: "Microphone" };
+const TITLES: Record<MediaKind | OutputKind, string> = {
+  camera: "Camera",
+  screen: "Screen",
+  microphone: "Microphone",
+  "video-output": "Video output",
+  "audio-output": "Audio output",
+};
 const SHOWN: (keyof PeerTraits)[] = [
   "connection_state",
   "ice_connection_state",
@@ -19,6 +27,9 @@ const SHOWN: (keyof PeerTraits)[] = [
   "frame_height",
   "samples_received",
   "samples_dropped",
+  "frames_sent",
+  "samples_sent",
+  "queued_seconds",
   "device_id",
   "facing_mode",
 ];
@@ -41,13 +52,15 @@ function running(peer: BrowserPeer): boolean {
 
 /** The shared frame; `draw` is called (batched) after any change of the model or the peer. */
 export function mediaFrame(
-  kind: MediaKind,
+  kind: MediaKind | OutputKind,
   model: PeerModel,
   el: HTMLElement,
   peer: BrowserPeer,
   draw: () => void,
 ): MediaFrame {
   injectStyle(el.ownerDocument);
+  // the kinds with a device to pick (screen sharing and outputs have none)
+  const device = kind === "camera" || kind === "microphone" ? kind : null;
   const root = h("div", `rtcw rtcw-media rtcw-${kind}`, "", el);
   const head = h("div", "rtcw-head", "", root);
   const badge = makeBadge(head);
@@ -56,7 +69,7 @@ export function mediaFrame(
   transport.title = "transport in use";
   const picker = h("select", "rtcw-devices", "", head);
   picker.setAttribute("aria-label", `${TITLES[kind]} device`);
-  picker.hidden = kind === "screen";
+  picker.hidden = !device;
   const button = h("button", "rtcw-button rtcw-startstop", "", head);
   button.type = "button";
 
@@ -83,13 +96,14 @@ export function mediaFrame(
 
   let listed: string | null = null;
   const refreshDevices = async () => {
-    const devices = await listDevices(kind);
+    if (!device) return;
+    const devices = await listDevices(device);
     const key = devices.map((d) => `${d.deviceId}\u0000${d.label}`).join("\u0001");
     if (key === listed) return;
     listed = key;
     const options = [new Option("default device", "")];
     devices.forEach((d, i) => {
-      options.push(new Option(d.label || `${TITLES[kind].toLowerCase()} ${i + 1}`, d.deviceId));
+      options.push(new Option(d.label || `${TITLES[device].toLowerCase()} ${i + 1}`, d.deviceId));
     });
     picker.replaceChildren(...options);
     picker.value = String(model.get("device_id") || "");
@@ -109,7 +123,7 @@ export function mediaFrame(
     setText(button, running(peer) ? "Stop" : "Start");
     if (peer.status !== lastStatus) {
       lastStatus = peer.status;
-      if (peer.status === "open" && kind !== "screen") void refreshDevices(); // labels appear after a grant
+      if (peer.status === "open" && device) void refreshDevices(); // labels appear after a grant
     }
     if (picker.value !== String(model.get("device_id") || ""))
       picker.value = String(model.get("device_id") || "");
@@ -120,7 +134,7 @@ export function mediaFrame(
   };
   for (const name of SHOWN) model.on(`change:${name}`, schedule);
   const unsubscribe = peer.subscribe(schedule);
-  if (kind !== "screen") void refreshDevices();
+  if (device) void refreshDevices();
   schedule(); // after the view has built its body
 
   return {
