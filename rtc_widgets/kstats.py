@@ -176,7 +176,8 @@ class KernelSampler:
                 if loop.time() < due:
                     continue
                 last = loop.time()
-                if peer.pc is None or peer.state.get("connection_state") != "connected":
+                relaying = bool(getattr(peer, "relaying", False))
+                if (peer.pc is None and not relaying) or peer.state.get("connection_state") != "connected":
                     self._prev = {}
                     continue
                 try:
@@ -193,13 +194,16 @@ class KernelSampler:
             self._probe_rtt = (await peer.ping(1, timeout))[0]
 
     async def sample(self, peer: KernelPeer) -> None:
+        """One sample. On the relay transport (no RTCPeerConnection) the connection figures are the relay's: bytes
+        through the Jupyter server, the probe over the signaling path, capture-to-kernel latency of media."""
         pc = peer.pc
-        if pc is None:
+        relay_stats = getattr(peer, "relay_stats", None)
+        if pc is None and relay_stats is None:
             return
         # the probe runs beside the sampler, so a slow pong never delays a sample
         if self._probe is None or self._probe.done():
             self._probe = asyncio.ensure_future(self._ping(peer, max(1.0, self.stats.interval_ms / 1000 * 4)))
-        if self.stats.selected_pair is None:
+        if pc is not None and self.stats.selected_pair is None:
             self.stats.set_selected_pair(kernel_selected_pair(pc))
         now = time.time()
         cur: dict[str, float] = {}
@@ -211,10 +215,13 @@ class KernelSampler:
                     cur[key] = cur.get(key, 0) + value
         level = _audio_level(endpoints, self.stats.interval_ms / 1000.0)
         lags = [e.queue_lag() for e in endpoints if hasattr(e, "queue_lag")]
-        tb = _transport_bytes(pc)
+        tb = _transport_bytes(pc) if pc is not None else None
+        relay: dict[str, float] = relay_stats() if pc is None and relay_stats is not None else {}
+        if tb is None and relay:
+            tb = int(relay["tx_bytes"]), int(relay["rx_bytes"])
         if tb is not None:
             cur["_tx"], cur["_rx"] = tb
-        rtp = await _rtp(pc)
+        rtp = await _rtp(pc) if pc is not None else {}
         for kind, (got, lost, _jit) in rtp.items():
             cur[f"_{kind}_got"], cur[f"_{kind}_lost"] = got, lost
         metrics: dict[str, float] = {k: cur[k] for k in _RAW if k in cur}
@@ -226,6 +233,8 @@ class KernelSampler:
             metrics["audio_level"] = level
         if lags:
             metrics["queue_lag_ms"] = max(lags) * 1000
+        if relay.get("latency_ms") is not None:
+            metrics["relay_latency_ms"] = relay["latency_ms"]
         if self._probe_rtt is not None:
             metrics["probe_rtt_ms"], self._probe_rtt = self._probe_rtt, None
         dt = now - self._prev_t

@@ -36,7 +36,7 @@ import {
   utf8Length,
   validate,
 } from "./protocol";
-import { RelayChannel } from "./relay";
+import { RelayChannel, RelayMedia } from "./relay";
 import { StatsSampler } from "./stats";
 import { Trickle } from "./trickle";
 
@@ -69,6 +69,8 @@ export interface PeerTraits extends ConnectionTraits, Partial<MediaTraits> {
   frames_sent?: number;
   samples_sent?: number;
   queued_seconds?: number;
+  /** Media widgets: the relay transport's codec ("auto", or one of protocol.json relay.videoCodecs/audioCodecs). */
+  relay_codec?: string;
 }
 export type PeerModel = AnyModel<PeerTraits>;
 
@@ -99,6 +101,14 @@ export function registry(): PeerRegistry {
   return g.rtcWidgets as PeerRegistry;
 }
 
+/** The one binary attachment of a kernel message, as an ArrayBuffer (comm: DataView[]; bus: ArrayBuffer). */
+function attachment(extra: DataView[] | ArrayBuffer | undefined): ArrayBuffer | null {
+  if (extra instanceof ArrayBuffer) return extra;
+  if (!Array.isArray(extra) || extra.length !== 1) return null;
+  const v = extra[0] as DataView;
+  return v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer;
+}
+
 export class BrowserPeer {
   readonly peerId: string;
   /** The current session's connection, or null when none runs. */
@@ -111,6 +121,8 @@ export class BrowserPeer {
   media: LocalMedia | null = null;
   /** VideoOutput, AudioOutput: the stream the kernel sends (or one another transport set: setRemoteStream). */
   remoteStream: MediaStream | null = null;
+  /** Media over the relay transport, once the kernel switched this session to it (else null). */
+  relayMedia: RelayMedia | null = null;
   /** The current (or last) session id; "" before the first start. */
   session = "";
   status: PeerStatus = "idle";
@@ -410,23 +422,50 @@ export class BrowserPeer {
     this.#notify();
   }
 
-  /** The kernel gave up on WebRTC for this session: end ICE, carry the user channel over the signaling path. */
+  /**
+   * The kernel gave up on WebRTC for this session: end ICE and carry the user channel, and the captured media,
+   * over the signaling path (bus or comm). The capture keeps running; only the connection closes.
+   */
   #startRelay(reason: string): void {
-    // Only the user data channel relays: media sessions (no channel) keep the ICE error (not implemented).
-    if (!this.channel || !this.session || this.#relay) return;
+    const stream = this.media?.stream ?? null;
+    if (!this.session || this.#relay || this.relayMedia || (!this.channel && !stream)) return;
     const gen = ++this.#gen; // the WebRTC attempt's listeners (closing channels) fall silent
     this.#trickle?.stop();
     this.#closeConnection();
     this.pc = null;
     this.control = null;
-    const relay = new RelayChannel(String(this.#model.get("label") ?? ""), this.session, reason, (m) =>
-      this.#signal(m),
-    );
-    this.#relay = relay;
-    this.channel = relay as unknown as RTCDataChannel;
-    this.#wireChannel(gen, this.channel);
     this.error = ""; // the kernel's error line carries the reason; an earlier ICE failure no longer applies
-    relay.open();
+    if (this.channel) {
+      const relay = new RelayChannel(String(this.#model.get("label") ?? ""), this.session, reason, (m) =>
+        this.#signal(m),
+      );
+      this.#relay = relay;
+      this.channel = relay as unknown as RTCDataChannel;
+      this.#wireChannel(gen, this.channel);
+      relay.open();
+    }
+    if (stream) {
+      const session = this.session;
+      const media = new RelayMedia({
+        session,
+        send: (m, payload) => gen === this.#gen && this.#signal(m, payload),
+        buffered: () => this.#route.buffered,
+        fail: (text) => {
+          if (gen === this.#gen) this.#report("media-error", text);
+        },
+      });
+      this.relayMedia = media;
+      this.status = "open";
+      void media
+        .send(stream, {
+          codec: String(this.#model.get("relay_codec") ?? "auto"),
+          fps: Number(this.#model.get("frame_rate")) || undefined,
+        })
+        .then(() => {
+          if (gen === this.#gen) this.#notify();
+        });
+    }
+    this.#notify();
   }
 
   #iceFailed(): void {
@@ -439,7 +478,8 @@ export class BrowserPeer {
 
   // --- messages from the kernel ------------------------------------------------------------------------
 
-  readonly #onKernelMessage = (content: unknown): void => {
+  /** A kernel message from the comm (buffers: DataView[]) or the bus (an ArrayBuffer payload). */
+  readonly #onKernelMessage = (content: unknown, extra?: DataView[] | ArrayBuffer): void => {
     if (this.#disposed) return;
     const r = validate(content);
     if (!r.ok) {
@@ -478,6 +518,24 @@ export class BrowserPeer {
         if (!this.#relay?.receive(msg)) {
           this.#report("out-of-order", "A relay message arrived out of sequence or with no relay in use.");
         }
+        break;
+      case "media": {
+        const payload = attachment(extra);
+        if (!payload || payload.byteLength !== msg.size) {
+          this.#report(
+            "bad-message",
+            "A relayed media frame arrived without its bytes, or with the wrong size.",
+          );
+        } else if (!this.relayMedia?.receive(msg, payload)) {
+          this.#report(
+            "out-of-order",
+            "A relayed media frame arrived, but this widget receives no relayed media.",
+          );
+        }
+        break;
+      }
+      case "ack":
+        this.relayMedia?.ack(msg);
         break;
       case "offer":
         this.#report(
@@ -623,15 +681,15 @@ export class BrowserPeer {
 
   // --- helpers -----------------------------------------------------------------------------------------
 
-  /** Send a signaling message to the kernel; false if it was not valid to send. */
-  #signal(msg: Message): boolean {
+  /** Send a signaling message (with a relayed frame's bytes) to the kernel; false if it was not valid to send. */
+  #signal(msg: Message, payload?: ArrayBuffer): boolean {
     const r = validate(msg);
     if (!r.ok) {
       this.#showError(`rtc_widgets built an invalid ${msg.type} message (${r.error}); please report this.`);
       return false;
     }
     try {
-      this.#route.send(msg);
+      this.#route.send(msg, payload);
       return true;
     } catch (e) {
       this.#showError(`Could not reach the kernel (${errText(e)}). Is the kernel still running?`);
@@ -697,6 +755,8 @@ export class BrowserPeer {
     this.channel = null;
     this.control = null;
     this.#relay = null;
+    this.relayMedia?.stop();
+    this.relayMedia = null;
   }
 
   #notify(): void {

@@ -2,7 +2,23 @@
 // signaling path (server bus, or the comm), once the kernel says `relay` (WebRTC found no path in time).
 // RelayChannel looks enough like an RTCDataChannel for BrowserPeer to wire it the same way.
 import protocol from "../../rtc_widgets/protocol/protocol.json";
-import { type DataMsg, type Message, VERSION } from "./protocol";
+import {
+  type AckMsg,
+  type DataMsg,
+  type MediaMsg,
+  type MediaTrackKind,
+  type Message,
+  RELAY,
+  VERSION,
+} from "./protocol";
+import {
+  AudioRelayReceiver,
+  AudioRelaySender,
+  type MediaHeader,
+  type MediaOut,
+  VideoRelayReceiver,
+  VideoRelaySender,
+} from "./relaymedia";
 
 export const RELAY_MAX_MESSAGE_BYTES: number = protocol.bus.relayMaxMessageBytes;
 
@@ -95,5 +111,141 @@ export class RelayChannel extends EventTarget {
     if (this.readyState === "closed") return;
     this.readyState = "closed";
     this.dispatchEvent(new Event("close"));
+  }
+}
+
+/** What a RelayMedia needs from its peer. */
+export interface RelayMediaHost {
+  readonly session: string;
+  /** Send a protocol message, with a media frame's bytes; false if refused. */
+  send(msg: Message, payload?: ArrayBuffer): boolean;
+  /** Bytes waiting in the signaling socket (0 when unknown). */
+  buffered(): number;
+  /** A failure the user must see (codec missing, encoder error). */
+  fail(text: string): void;
+}
+
+export interface RelayMediaOptions {
+  /** "auto", or a codec of RELAY.videoCodecs / RELAY.audioCodecs (a codec of the other kind means auto). */
+  codec?: string;
+  fps?: number;
+}
+
+type VideoCodecChoice = "auto" | "vp8" | "h264" | "jpeg";
+type AudioCodecChoice = "auto" | "opus" | "pcm16";
+
+type Sender = VideoRelaySender | AudioRelaySender;
+type Receiver = VideoRelayReceiver | AudioRelayReceiver;
+
+/**
+ * The media half of a relay session: the captured tracks encoded with WebCodecs (or JPEG / PCM) and sent as
+ * `media` messages, and the kernel's media decoded for the views. Acks pace the video (relaymedia.ts).
+ */
+export class RelayMedia {
+  readonly senders = new Map<MediaTrackKind, Sender>();
+  readonly receivers = new Map<MediaTrackKind, Receiver>();
+  readonly #host: RelayMediaHost;
+  #stopped = false;
+
+  constructor(host: RelayMediaHost) {
+    this.#host = host;
+  }
+
+  #out(): MediaOut {
+    return {
+      send: (header: MediaHeader, payload: ArrayBuffer) => {
+        if (this.#stopped) return false;
+        const msg = {
+          v: VERSION,
+          type: "media",
+          session: this.#host.session,
+          size: payload.byteLength,
+          ...header,
+        };
+        return this.#host.send(msg as MediaMsg, payload);
+      },
+      buffered: () => this.#host.buffered(),
+    };
+  }
+
+  /** Start sending every live track of `stream`; the failure of one track is reported, the others go on. */
+  async send(stream: MediaStream, options: RelayMediaOptions = {}): Promise<void> {
+    const onError = (text: string) => this.#host.fail(text);
+    const codec = options.codec ?? "auto";
+    const videoCodec = (RELAY.videoCodecs.includes(codec) ? codec : "auto") as VideoCodecChoice;
+    const audioCodec = (RELAY.audioCodecs.includes(codec) ? codec : "auto") as AudioCodecChoice;
+    for (const track of stream.getTracks()) {
+      if (track.readyState !== "live") continue;
+      const sender: Sender =
+        track.kind === "video"
+          ? new VideoRelaySender(track, this.#out(), { codec: videoCodec, fps: options.fps, onError })
+          : new AudioRelaySender(track, this.#out(), { codec: audioCodec, onError });
+      this.senders.set(track.kind as MediaTrackKind, sender);
+      try {
+        await sender.start();
+      } catch (e) {
+        this.senders.delete(track.kind as MediaTrackKind);
+        sender.stop();
+        onError(e instanceof Error ? e.message : String(e));
+      }
+      if (this.#stopped) {
+        sender.stop();
+        return;
+      }
+    }
+  }
+
+  /** Get ready to receive the kernel's `kinds` of media; their streams are in `streams()`. */
+  receiveKinds(kinds: MediaTrackKind[]): void {
+    for (const kind of kinds) {
+      if (this.receivers.has(kind)) continue;
+      this.receivers.set(
+        kind,
+        kind === "video"
+          ? new VideoRelayReceiver({
+              ack: (seq, key) => {
+                if (!this.#stopped)
+                  this.#host.send({
+                    v: VERSION,
+                    type: "ack",
+                    session: this.#host.session,
+                    track: "video",
+                    seq,
+                    key,
+                  });
+              },
+            })
+          : new AudioRelayReceiver(),
+      );
+    }
+  }
+
+  /** The kernel's media as streams for <video>/<audio> elements. */
+  streams(): MediaStream[] {
+    const out: MediaStream[] = [];
+    for (const r of this.receivers.values()) if (r.stream) out.push(r.stream);
+    return out;
+  }
+
+  /** A `media` message from the kernel; false when no receiver takes that track. */
+  receive(msg: MediaMsg, payload: ArrayBuffer): boolean {
+    const receiver = this.receivers.get(msg.track);
+    if (!receiver || this.#stopped) return false;
+    receiver.receive(msg, payload);
+    return true;
+  }
+
+  /** The kernel acknowledged a video frame (and may ask for a key frame). */
+  ack(msg: AckMsg): void {
+    const sender = this.senders.get(msg.track);
+    if (sender instanceof VideoRelaySender) sender.ack(msg.seq, msg.key ?? false);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const s of this.senders.values()) s.stop();
+    for (const r of this.receivers.values()) r.stop();
+    this.senders.clear();
+    this.receivers.clear();
   }
 }

@@ -171,8 +171,14 @@ afterEach(() => {
 });
 
 describe("VideoRelaySender", () => {
+  it("auto takes the first codec of protocol.json's relay.videoCodecs the browser can encode", async () => {
+    const { sender } = await startedVideo();
+    expect(sender.codec).toBe(RELAY.videoCodecs[0]);
+    sender.stop();
+  });
+
   it("sends one valid media message per frame: seq from 0, ts in µs since the first frame, key first", async () => {
-    const { out, sender, proc, encoder } = await startedVideo();
+    const { out, sender, proc, encoder } = await startedVideo({ codec: "vp8" });
     expect(sender.codec).toBe("vp8");
     const frames = [5_000_000, 5_033_333, 5_066_666].map((ts) => new FakeFrame(ts));
     for (const f of frames) proc.push(f);

@@ -8,7 +8,12 @@ Kernel code keeps the same :class:`~rtc_widgets.channel.Channel` (``send``, ``on
 widget's ``transport`` says ``"relay"`` and ``error`` says why. The path is reliable and ordered, so every
 message carries a sequence number and a gap is reported, never papered over.
 
-Media over the relay (WebCodecs/PyAV) is not implemented: media widgets keep failing with the ICE error.
+Media takes the same road (:mod:`rtc_widgets.transports.relaymedia`): the browser encodes its capture with WebCodecs
+(VP8/H.264, JPEG where WebCodecs is missing; Opus, or PCM from an AudioWorklet) and sends ``media`` messages whose
+bytes ride beside the JSON; a :class:`~rtc_widgets.transports.relaymedia.RelayTrack` decodes them with PyAV into the
+same aiortc frames a WebRTC track yields, bound to the same :class:`~rtc_widgets.tracks.TrackReceiver` -- so
+``snapshot``, ``on_frame``, ``record``, ``record_to`` and ``cam.track`` work unchanged. The kernel acknowledges
+every video frame; the browser keeps few frames unacknowledged and drops video (never audio) beyond that.
 """
 
 from __future__ import annotations
@@ -16,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection
 from pyee.asyncio import AsyncIOEventEmitter
 
 from ..peer import KernelPeer
 from ..protocol import BUS, VERSION, ProtocolError
+
+if TYPE_CHECKING:
+    from .relaymedia import RelayTrack
 
 log = logging.getLogger("rtc_widgets")
 
@@ -39,6 +48,13 @@ def data_message(session: str, label: str, seq: int, payload: str | bytes) -> di
         msg["text"] = payload
     else:
         msg["b64"] = base64.b64encode(payload).decode("ascii")
+    return msg
+
+
+def ack_message(session: str, track: str, seq: int, key: bool) -> dict[str, Any]:
+    msg: dict[str, Any] = {"v": VERSION, "type": "ack", "session": session, "track": track, "seq": seq}
+    if key:
+        msg["key"] = True
     return msg
 
 
@@ -109,10 +125,10 @@ class RelayControl(AsyncIOEventEmitter):
 
 
 class RelayingPeer(KernelPeer):
-    """A KernelPeer that falls back to the relay transport for its data channels.
+    """A KernelPeer that falls back to the relay transport for its data channels and received media.
 
     ``relay_after`` (a callable, read per session) gives the seconds to wait for WebRTC; ``None`` never relays,
-    ``0`` relays at once (forced). Peers with media tracks never relay (not implemented).
+    ``0`` relays at once (forced).
     """
 
     relay_after: Callable[[], float | None] = staticmethod(lambda: RELAY_AFTER_S)
@@ -120,17 +136,38 @@ class RelayingPeer(KernelPeer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._relay: dict[str, RelayDataChannel] = {}
+        self._relay_tracks: dict[str, RelayTrack] = {}
         self._relay_starting = False
+        self._last_seq: dict[str, int] = {}
+        self._relay_rx = 0  # bytes of media and data that came through the relay (stats: bitrate_in_kbps)
+        self._relay_tx = 0
 
     @property
     def relaying(self) -> bool:
-        return bool(self._relay)
+        return bool(self._relay or self._relay_tracks)
+
+    def relay_stats(self) -> dict[str, float]:
+        """For the stats sampler: bytes through the relay so far, and the median capture-to-kernel latency (ms) of
+        the media frames decoded since the last call (absent when none)."""
+        out: dict[str, float] = {"tx_bytes": self._relay_tx, "rx_bytes": self._relay_rx}
+        samples: list[float] = []
+        for track in self._relay_tracks.values():
+            samples += track.latency_ms
+            track.latency_ms.clear()
+        if samples:
+            samples.sort()
+            out["latency_ms"] = samples[len(samples) // 2]
+        return out
+
+    def _counted_send(self, msg: dict[str, Any]) -> None:
+        self._relay_tx += len(msg.get("text", "")) + len(msg.get("b64", "")) * 3 // 4
+        self._send_signal(msg)
 
     def _relay_wanted(self, msg: dict[str, Any]) -> bool:
         return self.pc is not None and msg.get("session") == self.session and self._can_relay()
 
     def _can_relay(self) -> bool:
-        return self.relay_after() is not None and not getattr(self, "receivers", None) and bool(self.channels)
+        return self.relay_after() is not None and bool(self.channels or self.receivers)
 
     # --- KernelPeer hooks ------------------------------------------------------------------------
     async def _handle(self, msg: dict[str, Any]) -> None:
@@ -139,7 +176,7 @@ class RelayingPeer(KernelPeer):
             self._on_relay_data(msg)
         elif kind == "relay":
             raise ProtocolError("out-of-order", "only the kernel starts the relay")
-        elif kind == "candidate" and (self._relay or self._relay_starting) and msg.get("session") == self.session:
+        elif kind == "candidate" and (self.relaying or self._relay_starting) and msg.get("session") == self.session:
             return  # WebRTC is over for this session
         elif kind == "error" and msg["code"] == "ice-failed" and self._relay_wanted(msg):
             await self._start_relay(str(self.session), f"ICE failed in the browser ({msg['message'][:200]})")
@@ -156,14 +193,18 @@ class RelayingPeer(KernelPeer):
 
     def _on_pc_state(self, pc: RTCPeerConnection) -> None:
         if pc is self.pc and pc.connectionState == "failed" and self._can_relay():
-            if not (self._relay or self._relay_starting):
+            if not (self.relaying or self._relay_starting):
                 self._spawn(self._start_relay(str(self.session), "ICE failed: no UDP path between browser and kernel"))
             return
         super()._on_pc_state(pc)
 
     async def _close_pc(self, state: str | None) -> None:
         self._relay.clear()
-        await super()._close_pc(state)
+        tracks = list(self._relay_tracks.values())
+        self._relay_tracks.clear()
+        await super()._close_pc(state)  # unbinds the receivers first, then their relay tracks stop
+        for track in tracks:
+            track.stop()
 
     # --- relay -----------------------------------------------------------------------------------
     async def _relay_timer(self, session: str, pc: RTCPeerConnection, wait: float) -> None:
@@ -177,19 +218,26 @@ class RelayingPeer(KernelPeer):
             await self._start_relay(session, reason)
 
     async def _start_relay(self, session: str, why: str) -> None:
-        if self._relay or self._relay_starting or self.session != session:
+        if self.relaying or self._relay_starting or self.session != session:
             return
         self._relay_starting = True
         try:
             await self._close_pc(None)  # ends ICE and unbinds the channels; the session stays
             self.session = session
             for label, channel in self.channels.items():
-                dc = RelayDataChannel(label, session, self._send_signal)
+                dc = RelayDataChannel(label, session, self._counted_send)
                 self._relay[label] = dc
                 channel.bind(dc, RELAY_MAX_MESSAGE_BYTES)  # type: ignore[arg-type]
+            from .relaymedia import RelayTrack  # PyAV decoders: only when a session relays
+
+            for receiver in self.receivers:
+                track = RelayTrack(receiver.kind, on_need_key=self._key_requester(session, receiver.kind))
+                self._relay_tracks[receiver.kind] = track
+                receiver.bind(track)
             self.control.bind(RelayControl(self._send_signal))  # type: ignore[arg-type]
+            what = "Media and data now travel" if self.receivers else "Data now travels"
             reason = (
-                f"{why}. Data now travels through the Jupyter server (relay): slower, but it works. For WebRTC, "
+                f"{why}. {what} through the Jupyter server (relay): slower, but it works. For WebRTC, "
                 "configure a TURN server (rtc_widgets.config.ice_servers or the server extension's turn_urls)."
             )
             self._send_signal(relay_message(session, reason))
@@ -199,7 +247,36 @@ class RelayingPeer(KernelPeer):
         finally:
             self._relay_starting = False
 
+    def _key_requester(self, session: str, kind: str) -> Callable[[], None]:
+        """The track cannot decode until a key frame comes (first frame, a gap, a decode error): ask for one."""
+
+        def request() -> None:
+            if kind == "video" and self.session == session:
+                with contextlib.suppress(Exception):
+                    self._send_signal(ack_message(session, "video", self._last_seq.get(kind, 0), key=True))
+
+        return request
+
+    def _on_media_message(self, msg: dict[str, Any], payload: bytes | None) -> None:
+        if msg.get("session") != self.session:
+            return  # a late frame of a replaced session
+        if msg["type"] == "ack":
+            return  # the kernel sends no relayed media yet that a browser could acknowledge
+        track = self._relay_tracks.get(msg["track"])
+        if track is None or payload is None:
+            self.report_error(
+                ProtocolError("out-of-order", f"relayed {msg['track']} arrived, but this widget relays none")
+            )
+            return
+        self._relay_rx += len(payload)
+        self._last_seq[msg["track"]] = msg["seq"]
+        ok = track.push(msg, payload)
+        if msg["track"] == "video":
+            with contextlib.suppress(Exception):
+                self._send_signal(ack_message(str(self.session), "video", msg["seq"], key=not ok))
+
     def _on_relay_data(self, msg: dict[str, Any]) -> None:
+        self._relay_rx += len(msg.get("text", "")) + len(msg.get("b64", "")) * 3 // 4
         dc = self._relay.get(msg["label"]) if msg.get("session") == self.session else None
         if dc is None:
             if msg.get("session") not in (None, self.session):
@@ -208,4 +285,12 @@ class RelayingPeer(KernelPeer):
         dc.receive(msg)
 
 
-__all__ = ["RELAY_AFTER_S", "RelayControl", "RelayDataChannel", "RelayingPeer", "data_message", "relay_message"]
+__all__ = [
+    "RELAY_AFTER_S",
+    "RelayControl",
+    "RelayDataChannel",
+    "RelayingPeer",
+    "ack_message",
+    "data_message",
+    "relay_message",
+]

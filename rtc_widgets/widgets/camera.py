@@ -14,7 +14,7 @@ from aiortc import MediaStreamTrack
 
 from ..engine import get_engine
 from ..media import MEDIA, VideoCallback, VideoSink
-from ..protocol import LIMITS
+from ..protocol import LIMITS, RELAY
 from ..recording import VideoFileRecorder
 from ..tracks import TrackReceiver
 from ._base import PeerWidget
@@ -44,6 +44,13 @@ class VideoWidget(PeerWidget):
         help="kbit/s the browser starts sending at (Chromium; 0 = its own ~300). Without it Chromium sends a smaller "
         "picture for about a minute while its estimate grows. Fixed when the widget is created.",
     )
+
+    relay_codec = t.Enum(
+        ["auto", *RELAY["videoCodecs"]],
+        "auto",
+        help='How video is encoded on the relay transport: "auto" (H.264, else VP8, else JPEG: what the browser '
+        'can encode), or one of "h264", "vp8", "jpeg".',
+    ).tag(sync=True)
 
     frames_received = t.Int(0, read_only=True, help="Frames the kernel received and decoded.").tag(sync=True)
     frames_dropped = t.Int(

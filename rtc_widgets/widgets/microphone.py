@@ -12,7 +12,7 @@ import traitlets as t
 from aiortc import MediaStreamTrack
 
 from ..media import MEDIA, AudioCallback, AudioSink
-from ..protocol import LIMITS
+from ..protocol import LIMITS, RELAY
 from ..recording import write_wav
 from ..tracks import TrackReceiver
 from ._base import PeerWidget
@@ -51,6 +51,12 @@ class Microphone(PeerWidget):
         help="Length of the sample ring; a consumer further behind than this loses the oldest samples.",
     )
 
+    relay_codec = t.Enum(
+        ["auto", *RELAY["audioCodecs"]],
+        "auto",
+        help='How audio is encoded on the relay transport: "auto" (Opus with WebCodecs, else PCM from an '
+        'AudioWorklet), "opus" or "pcm16".',
+    ).tag(sync=True)
     samples_received = t.Int(0, read_only=True, help="Samples (per channel, at sample_rate) received.").tag(sync=True)
     samples_dropped = t.Int(
         0, read_only=True, help="Samples a consumer lost because it fell more than buffer_seconds behind."
