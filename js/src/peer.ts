@@ -20,7 +20,7 @@ import {
   mediaTraitsOf,
   RESTART_TRAITS,
 } from "./media";
-import { addOutputTransceiver, outputKind, streamOfTrackEvent } from "./output";
+import { addOutputTransceiver, outputKind, outputTrackKind, streamOfTrackEvent } from "./output";
 import {
   byeMsg,
   type CandidateInit,
@@ -428,7 +428,8 @@ export class BrowserPeer {
    */
   #startRelay(reason: string): void {
     const stream = this.media?.stream ?? null;
-    if (!this.session || this.#relay || this.relayMedia || (!this.channel && !stream)) return;
+    const output = outputKind(this.#model.get("_kind"));
+    if (!this.session || this.#relay || this.relayMedia || (!this.channel && !stream && !output)) return;
     const gen = ++this.#gen; // the WebRTC attempt's listeners (closing channels) fall silent
     this.#trickle?.stop();
     this.#closeConnection();
@@ -444,7 +445,7 @@ export class BrowserPeer {
       this.#wireChannel(gen, this.channel);
       relay.open();
     }
-    if (stream) {
+    if (stream || output) {
       const session = this.session;
       const media = new RelayMedia({
         session,
@@ -456,14 +457,20 @@ export class BrowserPeer {
       });
       this.relayMedia = media;
       this.status = "open";
-      void media
-        .send(stream, {
-          codec: String(this.#model.get("relay_codec") ?? "auto"),
-          fps: Number(this.#model.get("frame_rate")) || undefined,
-        })
-        .then(() => {
-          if (gen === this.#gen) this.#notify();
-        });
+      if (output) {
+        // the kernel's media, decoded here (WebCodecs or JPEG/PCM), shown by the same view as a WebRTC stream
+        media.receiveKinds([outputTrackKind(output)]);
+        this.setRemoteStream(media.streams()[0] ?? null);
+      }
+      if (stream)
+        void media
+          .send(stream, {
+            codec: String(this.#model.get("relay_codec") ?? "auto"),
+            fps: Number(this.#model.get("frame_rate")) || undefined,
+          })
+          .then(() => {
+            if (gen === this.#gen) this.#notify();
+          });
     }
     this.#notify();
   }

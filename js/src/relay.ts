@@ -203,6 +203,7 @@ export class RelayMedia {
         kind,
         kind === "video"
           ? new VideoRelayReceiver({
+              onError: (text) => this.#host.fail(text),
               ack: (seq, key) => {
                 if (!this.#stopped)
                   this.#host.send({
@@ -215,7 +216,7 @@ export class RelayMedia {
                   });
               },
             })
-          : new AudioRelayReceiver(),
+          : new AudioRelayReceiver({ onError: (text) => this.#host.fail(text) }),
       );
     }
   }

@@ -32,6 +32,7 @@ from pyee.asyncio import AsyncIOEventEmitter
 
 from ..peer import KernelPeer
 from ..protocol import BUS, VERSION, ProtocolError
+from .relaysend import RelaySender, stop_all
 
 if TYPE_CHECKING:
     from .relaymedia import RelayTrack
@@ -132,11 +133,17 @@ class RelayingPeer(KernelPeer):
     """
 
     relay_after: Callable[[], float | None] = staticmethod(lambda: RELAY_AFTER_S)
+    #: the codec output widgets send with ("auto" or a relay codec); the widget binds its trait here
+    relay_codec: Callable[[], str] = staticmethod(lambda: "auto")
+    #: bytes waiting in the signaling socket (the bus's; 0 on the comm): relayed video backs off above a limit
+    relay_buffered: Callable[[], int] = staticmethod(lambda: 0)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._relay: dict[str, RelayDataChannel] = {}
         self._relay_tracks: dict[str, RelayTrack] = {}
+        self._relay_senders: dict[str, RelaySender] = {}
+        self._relay_send_tasks: list[asyncio.Task[None]] = []
         self._relay_starting = False
         self._last_seq: dict[str, int] = {}
         self._relay_rx = 0  # bytes of media and data that came through the relay (stats: bitrate_in_kbps)
@@ -144,7 +151,7 @@ class RelayingPeer(KernelPeer):
 
     @property
     def relaying(self) -> bool:
-        return bool(self._relay or self._relay_tracks)
+        return bool(self._relay or self._relay_tracks or self._relay_senders)
 
     def relay_stats(self) -> dict[str, float]:
         """For the stats sampler: bytes through the relay so far, and the median capture-to-kernel latency (ms) of
@@ -167,7 +174,7 @@ class RelayingPeer(KernelPeer):
         return self.pc is not None and msg.get("session") == self.session and self._can_relay()
 
     def _can_relay(self) -> bool:
-        return self.relay_after() is not None and bool(self.channels or self.receivers)
+        return self.relay_after() is not None and bool(self.channels or self.receivers or self.senders)
 
     # --- KernelPeer hooks ------------------------------------------------------------------------
     async def _handle(self, msg: dict[str, Any]) -> None:
@@ -202,6 +209,9 @@ class RelayingPeer(KernelPeer):
         self._relay.clear()
         tracks = list(self._relay_tracks.values())
         self._relay_tracks.clear()
+        self._relay_senders.clear()
+        sending, self._relay_send_tasks = self._relay_send_tasks, []
+        await stop_all(sending)
         await super()._close_pc(state)  # unbinds the receivers first, then their relay tracks stop
         for track in tracks:
             track.stop()
@@ -234,8 +244,14 @@ class RelayingPeer(KernelPeer):
                 track = RelayTrack(receiver.kind, on_need_key=self._key_requester(session, receiver.kind))
                 self._relay_tracks[receiver.kind] = track
                 receiver.bind(track)
+            for out in self.senders:
+                sender = RelaySender(
+                    session, out.source.track(), self.relay_codec(), self._send_media, self.relay_buffered
+                )
+                self._relay_senders[out.kind] = sender
+                self._relay_send_tasks.append(self._spawn(sender.run()))
             self.control.bind(RelayControl(self._send_signal))  # type: ignore[arg-type]
-            what = "Media and data now travel" if self.receivers else "Data now travels"
+            what = "Media and data now travel" if self.receivers or self.senders else "Data now travels"
             reason = (
                 f"{why}. {what} through the Jupyter server (relay): slower, but it works. For WebRTC, "
                 "configure a TURN server (rtc_widgets.config.ice_servers or the server extension's turn_urls)."
@@ -246,6 +262,11 @@ class RelayingPeer(KernelPeer):
             self._set(transport="relay", error=reason, connection_state="connected", ice_connection_state="closed")
         finally:
             self._relay_starting = False
+
+    def _send_media(self, msg: dict[str, Any], payload: bytes) -> None:
+        if msg.get("session") == self.session:
+            self._relay_tx += len(payload)
+            self._send_signal(msg, payload)
 
     def _key_requester(self, session: str, kind: str) -> Callable[[], None]:
         """The track cannot decode until a key frame comes (first frame, a gap, a decode error): ask for one."""
@@ -261,7 +282,10 @@ class RelayingPeer(KernelPeer):
         if msg.get("session") != self.session:
             return  # a late frame of a replaced session
         if msg["type"] == "ack":
-            return  # the kernel sends no relayed media yet that a browser could acknowledge
+            out = self._relay_senders.get(msg["track"])
+            if out is not None:
+                out.ack(msg["seq"], bool(msg.get("key")))
+            return
         track = self._relay_tracks.get(msg["track"])
         if track is None or payload is None:
             self.report_error(

@@ -114,6 +114,8 @@ class PeerWidget(anywidget.AnyWidget):
         self._stats_options()
         route.attach(self.peer_id, self._receive_signal)
         self._peer.relay_after = lambda: self.relay_after
+        self._peer.relay_codec = lambda: str(getattr(self, "relay_codec", "auto"))
+        self._peer.relay_buffered = lambda: self._route.buffered
         self._peer.ice_transport_policy = lambda: self.ice_transport_policy
         self.on_msg(self._on_custom_msg)
         if self.comm is not None:

@@ -14,7 +14,7 @@ import traitlets as t
 from aiortc import MediaStreamTrack
 
 from ..engine import get_engine
-from ..protocol import LIMITS
+from ..protocol import LIMITS, RELAY
 from ..sources import AUDIO_RATE, DEFAULT_MAX_FPS, AudioSource, TrackSender, VideoSource
 from ._base import PeerWidget
 
@@ -52,6 +52,12 @@ class VideoOutput(PeerWidget):
     """
 
     _kind = t.Unicode("video-output").tag(sync=True)
+    relay_codec = t.Enum(
+        ["auto", *RELAY["videoCodecs"]],
+        "auto",
+        help='How the kernel encodes video on the relay transport (PyAV): "auto" (H.264), "h264", "vp8", or "jpeg" '
+        "for a browser without a WebCodecs VideoDecoder.",
+    )
 
     max_fps = t.Int(
         DEFAULT_MAX_FPS,
@@ -124,6 +130,12 @@ class AudioOutput(PeerWidget):
     """
 
     _kind = t.Unicode("audio-output").tag(sync=True)
+    relay_codec = t.Enum(
+        ["auto", *RELAY["audioCodecs"]],
+        "auto",
+        help='How the kernel encodes audio on the relay transport: "auto" (Opus), "opus", or "pcm16" for a browser '
+        "without a WebCodecs AudioDecoder.",
+    )
 
     channels = t.Int(1, help="1 (mono) or 2 (stereo); sent samples are mixed or duplicated to match.").tag(sync=True)
     buffer_seconds = t.Float(10.0, help="Most audio queued ahead; send() drops (or waits for) what does not fit.")

@@ -76,6 +76,7 @@ def open_in(launch_browser: Callable[..., Any], media_files: dict[str, Path]) ->
         [
             f"--use-file-for-fake-video-capture={media_files['y4m']}",
             f"--use-file-for-fake-audio-capture={media_files['wav']}",
+            "--autoplay-policy=no-user-gesture-required",  # AudioOutput plays without a click here
         ]
     )
 
@@ -251,3 +252,93 @@ def test_a_displayed_camera_shows_relay_and_why(bus_lab: ExtLabServer, open_in: 
         timeout=20_000,
     )
     nb.screenshot("relay-camera")
+
+
+#: Samples the VideoOutput view's <video> every 50 ms for `seconds`: the mean colour of the picture's middle.
+SAMPLE_OUTPUT_JS = """async (seconds) => {
+  const video = document.querySelector('.rtcw-video-output video');
+  const canvas = document.createElement('canvas');
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const samples = [];
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000) {
+    const w = video.videoWidth, h = video.videoHeight;
+    if (w && h) {
+      canvas.width = w; canvas.height = h;
+      ctx.drawImage(video, 0, 0);
+      const d = ctx.getImageData(w >> 2, h >> 2, w >> 1, h >> 1).data;
+      let r = 0, g = 0, b = 0, n = 0;
+      for (let i = 0; i < d.length; i += 64) { r += d[i]; g += d[i + 1]; b += d[i + 2]; n++; }
+      samples.push([r / n, g / n, b / n, w, h]);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return samples;
+}"""
+
+#: The dominant frequency of what the AudioOutput's stream plays, from a WebAudio analyser.
+TONE_JS = """async (pid) => {
+  const peer = globalThis.rtcWidgets.peers.get(pid);
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  ctx.createMediaStreamSource(peer.remoteStream).connect(analyser);
+  await new Promise((r) => setTimeout(r, 1500));
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(bins);
+  let k = 1;
+  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
+  const hz = (k * ctx.sampleRate) / analyser.fftSize;
+  await ctx.close();
+  return { hz, db: bins[k], resolution: ctx.sampleRate / analyser.fftSize };
+}"""
+
+
+@pytest.mark.parametrize("codec", ["auto", "jpeg"])
+def test_kernel_video_and_audio_reach_the_page_over_the_relay(
+    bus_lab: ExtLabServer, open_in: Callable[..., Notebook], codec: str
+) -> None:
+    """VideoOutput and AudioOutput on the relay: the kernel encodes with PyAV (H.264 or JPEG; Opus), the page decodes
+    (WebCodecs or createImageBitmap; WebCodecs Opus) and its views show and play what the kernel sent."""
+    nb = open_in(bus_lab)
+    nb.kernel.execute(
+        f"from rtc_widgets import AudioOutput, VideoOutput\nvout = VideoOutput(relay_after=0, relay_codec={codec!r})\n"
+        "aout = AudioOutput(relay_after=0)"
+    )
+    nb.run_cell_ui("display(vout, aout)")
+    nb.kernel.execute("await vout.wait_connected(timeout=30)\nawait aout.wait_connected(timeout=30)", 60)
+    assert nb.kernel.eval("[vout.transport, aout.transport]") == ["relay", "relay"]
+    nb.kernel.execute(
+        "import threading\nstop = threading.Event()\n"
+        "def colours():\n"
+        "    frames = [np.full((480, 640, 3), c, np.uint8) for c in ((230, 20, 20), (20, 230, 20), (20, 20, 230))]\n"
+        "    i = 0\n"
+        "    while not stop.is_set():\n"
+        "        vout.send(frames[(i // 30) % 3])\n"
+        "        i += 1\n"
+        "        time.sleep(1 / 30)\n"
+        "threading.Thread(target=colours, daemon=True).start()\n"
+        "t = np.arange(48000 * 6) / 48000\naout.send((0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))"
+    )
+    try:
+        samples = nb.page.evaluate(SAMPLE_OUTPUT_JS, 4)
+        tone = nb.page.evaluate(TONE_JS, nb.kernel.eval("aout.peer_id"))
+    finally:
+        nb.kernel.execute("stop.set()")
+    names = []
+    for r, g, b, _w, _h in samples:
+        name = "rgb"[int(np.argmax([r, g, b]))] if max(r, g, b) > 150 and min(r, g, b) < 80 else "?"
+        if not names or names[-1] != name:
+            names.append(name)
+    # before the first send() the source shows a placeholder; every coloured picture has the sent size
+    sizes = sorted({(w, h) for r, g, b, w, h in samples if max(r, g, b) > 150})
+    print(f"relay output ({codec}): colour runs {names}, sizes {sizes}, tone {tone}")
+    clean = [n for n in names if n != "?"]
+    assert len(clean) >= 3 and all(
+        (a, b) in {("r", "g"), ("g", "b"), ("b", "r")} for a, b in itertools.pairwise(clean)
+    ), names  # every colour in the kernel's order, each shown
+    assert sizes == [(640, 480)]
+    assert abs(tone["hz"] - 440) <= tone["resolution"] and tone["db"] > -40, tone
+    codecs = nb.kernel.eval("[vout.peer._relay_senders['video'].codec, aout.peer._relay_senders['audio'].codec]")
+    assert codecs == (["h264", "opus"] if codec == "auto" else ["jpeg", "opus"])

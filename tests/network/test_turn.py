@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from buslab import ExtLabServer
 from harness import Notebook, chromium_executable, merged_chromium_args
+from mediafiles import PALETTE, READ_FRAME_SOURCE, expected_colour, write_wav, write_y4m
 
 from .topology import KERNEL_IP, ROUTER_KERNEL_IP, TURN_PORT, TurnTopology
 
@@ -56,6 +58,38 @@ SELECTED_BROWSER = """async pid => {
 }"""
 
 KERNEL_MESSAGES = ["relay ✓ text", b"\x00\x01\x02\xff" * 64, "x" * 10_000, b"", "last"]
+FPS = 30
+
+MEDIA_SETUP = (
+    "import asyncio, time, numpy as np\nfrom rtc_widgets import Camera, Microphone\n"
+    "from rtc_widgets.kstats import kernel_selected_pair\n" + READ_FRAME_SOURCE
+)
+MIC = "Microphone(sample_rate=16000, echo_cancellation=False, noise_suppression=False, auto_gain_control=False)"
+
+
+def peak_frequency(x: np.ndarray, rate: int) -> float:
+    mag = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
+    k = int(np.argmax(mag[1:]) + 1)
+    a, b, c = np.log(mag[k - 1 : k + 2] + 1e-12)
+    return float((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(x))
+
+
+def check_media_content(nb: Notebook, what: str) -> None:
+    """Frames of the y4m with their colours, and the 440 Hz tone, as the kernel received them (cam, mic)."""
+    nb.kernel.execute(
+        "frames = []\ncam.on_frame(lambda img: frames.append(read_frame(img)))\n"
+        "await asyncio.sleep(1)\nframes.clear()\npcm = await mic.record(2)\nframes_seen = list(frames)",
+        60,
+    )
+    frames = nb.kernel.eval("frames_seen")
+    correct = sum(1 for n, c in frames if c == expected_colour(n, FPS))
+    pcm = np.array(nb.kernel.eval("pcm[:, 0].tolist()"), np.float32)
+    peak = peak_frequency(pcm, 16000)
+    colours = sorted({c for _, c in frames})
+    print(f"{what}: {len(frames) / 2:.1f} fps, {correct}/{len(frames)} right colours {colours}, tone {peak:.2f} Hz")
+    assert len(frames) >= 20 and correct >= 0.95 * len(frames)
+    assert len(colours) >= 2 or len(PALETTE) == 1  # 2 s of a palette that changes every second
+    assert abs(peak - 440) < 2
 
 
 @pytest.fixture
@@ -78,9 +112,15 @@ def turn_world(playwright: Any) -> Iterator[tuple[TurnTopology, NetLabServer, An
             topo_holder.append(topo)
             topo.up()
             lab.host = KERNEL_IP
+            fake = [
+                f"--use-file-for-fake-video-capture={write_y4m(work / 'colours.y4m', 640, 480, FPS)}",
+                f"--use-file-for-fake-audio-capture={write_wav(work / 'tone440.wav')}",
+                # the page is plain http on the kernel's address: let it capture as on https
+                f"--unsafely-treat-insecure-origin-as-secure=http://{KERNEL_IP}:{lab.port}",
+            ]
             browser = playwright.chromium.launch(
                 executable_path=topo.chromium_wrapper(chromium_executable()),
-                args=merged_chromium_args(),
+                args=merged_chromium_args(fake),
                 chromium_sandbox=False,
                 headless=True,
                 timeout=60_000,
@@ -151,6 +191,20 @@ def test_turn_only_network_selects_a_relay_and_carries_messages(
         local = "sorted({c.type for c in ch2.peer.pc.sctp.transport.transport.iceGatherer.getLocalCandidates()})"
         assert nb.kernel.eval(local) == ["relay"]
         assert nb.kernel.eval("[ch2.transport, _selected_pair(ch2)[0]]") == ["webrtc", "relay"]
+
+        # camera and microphone through the same TURN server: relay candidates, true colours and tone
+        nb.kernel.execute(MEDIA_SETUP)
+        nb.kernel.execute(
+            f"cam = Camera(width=640, height=480, fps={FPS})\nmic = {MIC}\ncam.start()\nmic.start()\n"
+            "await cam.wait_connected(timeout=60)\nawait mic.wait_connected(timeout=60)",
+            120,
+        )
+        pairs = nb.kernel.eval(
+            "[cam.transport, mic.transport, kernel_selected_pair(cam.peer.pc)['local']['type'],"
+            " kernel_selected_pair(mic.peer.pc)['local']['type']]"
+        )
+        assert pairs == ["webrtc", "webrtc", "relay", "relay"], pairs
+        check_media_content(nb, "camera and microphone through TURN")
     finally:
         nb.close()
 
@@ -207,5 +261,19 @@ def test_udp_blocked_without_turn_the_relay_takes_over(turn_world: tuple[TurnTop
         while nb.kernel.eval("got") != ["up ✓"]:
             assert time.monotonic() < deadline, "the page's message did not reach the kernel"
             time.sleep(0.2)
+
+        # camera and microphone: ICE fails the same way, the relay takes over by itself, content intact
+        nb.kernel.execute(MEDIA_SETUP)
+        nb.kernel.execute(
+            f"cam = Camera(width=640, height=480, fps={FPS}, ice_servers=[])\nmic = {MIC[:-1]}, ice_servers=[])\n"
+            "t0 = time.monotonic()\ncam.start()\nmic.start()\n"
+            "await cam.wait_connected(timeout=30)\nawait mic.wait_connected(timeout=30)\n"
+            "waited = time.monotonic() - t0",
+            90,
+        )
+        states = nb.kernel.eval("[cam.transport, mic.transport, cam.error, waited]")
+        assert states[:2] == ["relay", "relay"] and "did not connect within 5 s" in states[2], states
+        assert states[3] < 15
+        check_media_content(nb, "camera and microphone over the automatic relay (UDP blocked, no TURN)")
     finally:
         nb.close()
