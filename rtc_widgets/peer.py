@@ -94,6 +94,7 @@ class KernelPeer:
         self.control = Control(name, self.report_error)
         self.stats = PeerStats(name)
         self._remote_set = False
+        self._refused: str | None = None
         self._closed = False
         self.state: dict[str, Any] = {
             "connection_state": "new",
@@ -217,6 +218,15 @@ class KernelPeer:
             raise ProtocolError("out-of-order", f"the kernel does not expect a '{kind}' message")
 
     async def _on_offer(self, sdp: str, session: str) -> None:
+        try:
+            await self._check_offer(sdp, session)
+            await self._apply_offer(sdp, session)
+        except ProtocolError as exc:
+            if exc.code == "bad-sdp":  # its trickled candidates must not bury this error under "before any offer"
+                self._refused = session
+            raise
+
+    async def _check_offer(self, sdp: str, session: str) -> None:
         if session == self.session and self._remote_set:
             raise ProtocolError(
                 "out-of-order",
@@ -234,6 +244,8 @@ class KernelPeer:
                     f"the browser's offer has no {sender.kind} section to receive on (recvonly): the page's widget "
                     "code may be older than the kernel's; reload the page after upgrading rtc_widgets",
                 )
+
+    async def _apply_offer(self, sdp: str, session: str) -> None:
         await self._close_pc(None)
         self.session = session
         self.fatal_error = ""
@@ -267,6 +279,8 @@ class KernelPeer:
         self._send_signal(protocol.answer(answer, session))
 
     async def _on_candidate(self, cand: dict[str, Any] | None, session: str) -> None:
+        if session == self._refused:
+            return  # the offer of this session was refused, and said so
         if session != self.session:
             if self.session is None:
                 raise ProtocolError("out-of-order", "an ICE candidate arrived before any offer")

@@ -94,8 +94,13 @@ def test_invalid_sdp_gives_bad_sdp_error_and_a_later_offer_works(sdp, says):
     browser = FakeBrowser(ch)
     try:
         browser.to_kernel(protocol.offer(sdp, "broken1"))
+        # the page trickles its candidates right after the offer: they must not bury the real error
+        browser.to_kernel(protocol.candidate({"candidate": "candidate:1 1 udp 1 198.18.0.1 9 typ host"}, "broken1"))
+        browser.to_kernel(protocol.candidate(None, "broken1"))
         assert wait_for(lambda: any(m["code"] == "bad-sdp" for m in browser.errors()))
+        time.sleep(0.2)
         assert says in ch.error
+        assert [m["code"] for m in browser.errors()] == ["bad-sdp"]
         browser.connect()
         ch.wait_connected_blocking(20)
         assert ch.error == ""
