@@ -452,7 +452,7 @@ def test_stop_ends_recv_and_the_worker_thread() -> None:
 
 
 def test_encoder_refuses_what_the_relay_does_not_carry() -> None:
-    with pytest.raises(ValueError, match="vp8, h264, jpeg"):
+    with pytest.raises(ValueError, match="h264, vp8, jpeg"):
         RelayEncoder("video", "opus")
     with pytest.raises(ValueError, match="kind"):
         RelayTrack("data")
