@@ -76,6 +76,7 @@ bench: system venv
 	$(PY) -m benchmarks.datachannel
 	$(PY) -m benchmarks.signaling
 	$(PY) -m benchmarks.media
+	$(PY) -m benchmarks.relay_media
 
 clean:
 	rm -rf $(VENV) js/node_modules rtc_widgets/static js/src/generated dist test-artifacts
