@@ -8,7 +8,8 @@ server and blocks for 5 s where it is unreachable. Set servers in Python::
                                        "username": "u", "credential": "p"}]
 
 or before the kernel starts with the environment variable ``RTC_WIDGETS_ICE_SERVERS`` holding the same list as
-JSON (``RTC_WIDGETS_ICE_TRANSPORT_POLICY=relay`` forces TURN for experiments).
+JSON (``RTC_WIDGETS_ICE_TRANSPORT_POLICY=relay`` forces TURN for experiments;
+``RTC_WIDGETS_ICE_GATHERING_TIMEOUT`` bounds the kernel's wait for STUN/TURN servers, 3 s by default).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .protocol import DEFAULTS
 
 ENV_ICE_SERVERS = "RTC_WIDGETS_ICE_SERVERS"
 ENV_ICE_POLICY = "RTC_WIDGETS_ICE_TRANSPORT_POLICY"
+ENV_GATHERING = "RTC_WIDGETS_ICE_GATHERING_TIMEOUT"
 
 
 def normalize_ice_servers(servers: Any) -> list[dict[str, Any]]:
@@ -66,6 +68,19 @@ def _policy_from_env() -> str:
     return policy
 
 
+def _gathering_from_env() -> float:
+    raw = os.environ.get(ENV_GATHERING, "").strip()
+    if not raw:
+        return float(DEFAULTS["iceGatheringTimeoutMs"]) / 1000
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_GATHERING} must be a number of seconds, not {raw!r}") from None
+    if not 0 < value <= 60:
+        raise ValueError(f"{ENV_GATHERING} must be between 0 and 60 seconds")
+    return value
+
+
 @dataclass
 class Config:
     """Settings every new peer reads; change them before creating widgets."""
@@ -74,12 +89,17 @@ class Config:
     """STUN/TURN servers for both the browser and the kernel; ``[]`` means host candidates only."""
     ice_transport_policy: str = field(default_factory=_policy_from_env)
     """``"all"`` or ``"relay"`` (only TURN candidates: for experiments)."""
+    ice_gathering_timeout: float = field(default_factory=_gathering_from_env)
+    """Seconds the kernel waits for STUN/TURN servers before it answers with the candidates it has (aiortc cannot
+    trickle, so without a bound a dead server would hold every answer for aioice's 5 s)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "ice_servers":
             value = normalize_ice_servers(value)
         elif name == "ice_transport_policy" and value not in ("all", "relay"):
             raise ValueError("ice_transport_policy must be 'all' or 'relay'")
+        elif name == "ice_gathering_timeout" and not (isinstance(value, (int, float)) and 0 < value <= 60):
+            raise ValueError("ice_gathering_timeout must be between 0 and 60 seconds")
         super().__setattr__(name, value)
 
 

@@ -26,6 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from . import protocol
 from .channel import Channel
+from .config import config
 from .control import Control
 from .engine import get_engine
 from .kstats import KernelSampler, control_listener, watch
@@ -53,6 +54,24 @@ def _rtc_configuration(ice_servers: list[dict[str, Any]], policy: str = "all") -
         ],
         iceTransportPolicy=RTCIceTransportPolicy(policy),
     )
+
+
+def bound_gathering(pc: RTCPeerConnection, seconds: float) -> None:
+    """Let this connection wait at most ``seconds`` for STUN/TURN servers while gathering.
+
+    aiortc answers only once gathering is complete, and aioice gives every server up to 5 s: one dead server held
+    each answer 5.0 s (measured). The bound is set on this connection's aioice objects only, so other aiortc code in
+    the kernel keeps aioice's default. Private aioice/aiortc attributes: without them, gathering stays at 5 s."""
+    transports = getattr(pc, "_RTCPeerConnection__iceTransports", ())
+    for transport in list(transports):
+        with contextlib.suppress(AttributeError):
+            conn = transport.iceGatherer._connection
+            original = conn.get_component_candidates
+
+            async def bounded(component: int, addresses: list[str], timeout: float = 5, _orig: Any = original) -> Any:
+                return await _orig(component=component, addresses=addresses, timeout=min(timeout, seconds))
+
+            conn.get_component_candidates = bounded
 
 
 def _max_message_size(pc: RTCPeerConnection) -> int:
@@ -270,6 +289,7 @@ class KernelPeer:
         except ProtocolError:
             await self._close_pc("failed")
             raise
+        bound_gathering(pc, config.ice_gathering_timeout)
         await pc.setLocalDescription(await pc.createAnswer())
         if pc is not self.pc:  # replaced while gathering
             return
