@@ -167,8 +167,7 @@ def test_webcodecs_media_over_the_bus_keeps_flowing_while_the_cell_sleeps(
     # the bus is read on the engine thread: a sleeping cell does not stop relayed media
     stats = collect(nb, "time.sleep")
     print(diagnostics(nb, cam))
-    # WebCodecs VP8 costs the page more CPU than H.264: on a loaded 2-core machine it fell to 12 fps (benchmarks/)
-    check_content(stats, f"relay over the bus ({video}/opus) during time.sleep", min_fps=10)
+    check_content(stats, f"relay over the bus ({video}/opus) during time.sleep", min_fps=20)
     page = nb.page.evaluate(SENDERS_JS, cam)
     assert page["pc"] is True  # no WebRTC underneath
     assert page["senders"]["video"]["codec"] == video and page["senders"]["video"]["framesSent"] > 0
@@ -189,7 +188,8 @@ def test_jpeg_and_pcm_over_the_comm_without_the_extension(
     # the comm is read on the kernel's main thread: the cell awaits instead of sleeping
     stats = collect(nb, "await asyncio.sleep")
     print(diagnostics(nb, cam))
-    check_content(stats, "relay over the comm (jpeg/pcm16)", min_fps=10)
+    # the comm costs the page far more (a kernel busy/idle status per frame, benchmarks/results/relay_media.md)
+    check_content(stats, "relay over the comm (jpeg/pcm16)", min_fps=15)
     assert nb.page.evaluate(SENDERS_JS, cam)["senders"]["video"]["codec"] == "jpeg"
     assert nb.page.evaluate(SENDERS_JS, mic)["senders"]["audio"]["codec"] == "pcm16"
 
