@@ -302,7 +302,33 @@ describe("VideoRelaySender", () => {
       await tick();
       sender.ack(out.sent.length - 1);
     }
-    expect(out.sent.map(({ h }) => h.ts)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => i * 99_999));
+    const ts = out.sent.map(({ h }) => h.ts as number);
+    // a frame every 100 ms (the grid may take a camera frame up to half a frame early, once)
+    expect(ts.length).toBeGreaterThanOrEqual(10);
+    expect(ts.length).toBeLessThanOrEqual(11);
+    const steps = ts.slice(2).map((t, i) => t - (ts[i + 1] as number));
+    expect(steps.every((d) => d === 99_999)).toBe(true);
+  });
+
+  it("sends every frame of a jittery camera at the asked rate, and half of one twice as fast", async () => {
+    // a loaded machine delivers a 30 fps capture up to ~15 ms early or late (a quarter-frame tolerance lost a third)
+    const jitter = [0, 14_000, -12_000, 9_000, -15_000, 13_000, 0, -9_000, 15_000, -14_000];
+    const { out, sender, proc } = await startedVideo({ fps: 30 });
+    for (let i = 0; i < 30; i++) {
+      proc.push(new FakeFrame(100_000 + i * 33_333 + (jitter[i % jitter.length] ?? 0)));
+      await tick();
+      sender.ack(out.sent.length - 1);
+    }
+    expect([out.sent.length, sender.counters.framesSkipped]).toEqual([30, 0]);
+    const fast = await startedVideo({ fps: 30 });
+    for (let i = 0; i < 60; i++) {
+      fast.proc.push(new FakeFrame(i * 16_667)); // a 60 fps camera
+      await tick();
+      fast.sender.ack(fast.out.sent.length - 1);
+    }
+    expect(fast.out.sent.length).toBeGreaterThanOrEqual(29);
+    expect(fast.out.sent.length).toBeLessThanOrEqual(31);
+    expect(fast.sender.counters.framesSkipped).toBe(60 - fast.out.sent.length);
   });
 
   it("falls back to H.264 when the encoder has no VP8, and to canvas JPEG without a VideoEncoder", async () => {
