@@ -172,6 +172,11 @@ def test_webcodecs_media_over_the_bus_keeps_flowing_while_the_cell_sleeps(
     assert page["pc"] is True  # no WebRTC underneath
     assert page["senders"]["video"]["codec"] == video and page["senders"]["video"]["framesSent"] > 0
     assert nb.page.evaluate(SENDERS_JS, mic)["senders"]["audio"]["codec"] == "opus"
+    # the relay has stats too: capture-to-kernel latency, fps and bitrate, in cam.stats like WebRTC's
+    latest = nb.kernel.eval("{k: v for k, v in cam.stats.latest.items() if k.startswith('kernel.')}")
+    print(f"kernel stats over the relay: {latest}")
+    assert 0 < latest["kernel.relay_latency_ms"] < 500 and latest["kernel.fps_in"] > 15
+    assert latest["kernel.bitrate_in_kbps"] > 10 and "kernel.probe_rtt_ms" in latest  # solid colours: few bits
     pcm_shape = nb.kernel.eval("(await mic.record(1)).shape")
     assert pcm_shape == [16000, 1]
     assert nb.kernel.eval("cam.snapshot_blocking().shape") == [480, 640, 3]
