@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import inspect
 import json
 import multiprocessing
@@ -45,8 +44,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .common import ensure_namespace
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NETNS_PY = REPO_ROOT / "tests" / "netns.py"
 HARNESS_DIR = REPO_ROOT / "tests" / "browser"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
@@ -64,41 +64,6 @@ ECHO_PAYLOAD = "rtt-probe-0123456789"
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-# --------------------------------------------------------------------------------------
-# Private network namespace (same mechanism as tests/conftest.py)
-# --------------------------------------------------------------------------------------
-
-
-def _load_netns() -> Any:
-    spec = importlib.util.spec_from_file_location("_rtcw_bench_netns", NETNS_PY)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def ensure_namespace(argv: list[str]) -> None:
-    """Re-exec ``python -m benchmarks.datachannel ARGS`` inside a fresh namespace, or check we are in it."""
-    netns = _load_netns()
-    if os.environ.get(netns.ENV_FLAG) == "1":
-        netns.check_isolated()
-        return
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        sys.exit("benchmarks: `unshare` (util-linux) not found; the benchmark only runs in a private namespace")
-    probe = subprocess.run([unshare, "--net", "--", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        sys.exit(
-            f"benchmarks: `unshare --net true` failed ({probe.stderr.strip() or probe.returncode}); "
-            "run as root (CAP_SYS_ADMIN). The benchmark never uses the host network."
-        )
-    os.chdir(REPO_ROOT)
-    cmd = [sys.executable, "-m", "benchmarks.datachannel", *argv]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(unshare, [unshare, "--net", "--", sys.executable, str(NETNS_PY), "--", *cmd])
 
 
 # --------------------------------------------------------------------------------------
@@ -1334,7 +1299,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    ensure_namespace(argv)
+    ensure_namespace("benchmarks.datachannel", argv)
     size = args.msg_kib * 1024
     cfg = {
         "samples": args.samples,

@@ -23,63 +23,20 @@ up there. Results: benchmarks/results/media.{json,md}.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NETNS_PY = REPO_ROOT / "tests" / "netns.py"
-HARNESS_DIR = REPO_ROOT / "tests" / "browser"
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from .common import HARNESS_DIR, RESULTS_DIR, ensure_namespace, machine_busy, process_cpu_seconds
 
 
 def log(msg: str) -> None:
     print(f"[media-bench] {msg}", flush=True)
-
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def ensure_namespace(argv: list[str]) -> None:
-    """Re-exec ``python -m benchmarks.media ARGS`` inside a fresh network namespace, or check we are in it."""
-    netns = _load("_rtcw_media_netns", NETNS_PY)
-    if os.environ.get(netns.ENV_FLAG) == "1":
-        netns.check_isolated()
-        return
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "--net", "--", "true"], capture_output=True).returncode != 0:
-        sys.exit("benchmarks.media: `unshare --net` is needed (run as root); it never uses the host network")
-    os.chdir(REPO_ROOT)
-    cmd = [sys.executable, "-m", "benchmarks.media", *argv]
-    sys.stdout.flush()
-    os.execv(unshare, [unshare, "--net", "--", sys.executable, str(NETNS_PY), "--", *cmd])
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of every thread of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15 of proc(5))
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs so far."""
-    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
 
 
 def measure(nb: Any, pid: int, seconds: float, counter: str | None) -> dict[str, Any]:
@@ -268,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ramp-timeout", type=float, default=150.0, help="longest wait for the browser to send the full frame size"
     )
     args = parser.parse_args(argv)
-    ensure_namespace(argv)
+    ensure_namespace("benchmarks.media", argv)
     results = run(args)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "media.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -26,11 +26,9 @@ Results: benchmarks/results/signaling.{json,md}. Nothing is asserted: the number
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -38,8 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .common import ensure_namespace
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NETNS_PY = REPO_ROOT / "tests" / "netns.py"
 HARNESS_DIR = REPO_ROOT / "tests" / "browser"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
@@ -128,22 +127,6 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def ensure_namespace() -> None:
-    spec = importlib.util.spec_from_file_location("_rtcw_bench_netns", NETNS_PY)
-    assert spec is not None and spec.loader is not None
-    netns = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(netns)
-    if os.environ.get(netns.ENV_FLAG) == "1":
-        netns.check_isolated()
-        return
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        sys.exit("unshare (util-linux) is needed: the benchmark runs in a private network namespace")
-    command = [sys.executable, "-m", "benchmarks.signaling", *sys.argv[1:]]
-    os.chdir(REPO_ROOT)
-    os.execv(unshare, [unshare, "--net", "--", sys.executable, str(NETNS_PY), "--", *command])
-
-
 def summary(samples: list[float]) -> dict[str, float]:
     s = sorted(samples)
     return {
@@ -198,7 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
-    ensure_namespace()
+    ensure_namespace("benchmarks.signaling", sys.argv[1:])
     sys.path.insert(0, str(HARNESS_DIR))
     from buslab import ExtLabServer
     from harness import chromium_executable, merged_chromium_args
