@@ -8,10 +8,12 @@ the config.d file is installed.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness import LabServer
+import pytest
+from harness import LabServer, artifact_path
 
 EXTENSION = "rtc_widgets.server"
 
@@ -35,3 +37,17 @@ class ExtLabServer(LabServer):
 
     def bus_files(self) -> list[Path]:
         return sorted(self.runtime_dir.glob("rtc-widgets-bus-*.json"))
+
+
+def serve_lab(tmp_path_factory: pytest.TempPathFactory, name: str, **kw: Any) -> Iterator[ExtLabServer]:
+    """For a module fixture: an ExtLabServer that lives while the fixture does; its log lands in test-artifacts/."""
+    server = ExtLabServer(tmp_path_factory.mktemp(name), **kw)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        try:
+            artifact_path(f"{name}.log").write_bytes(server.log_path.read_bytes())
+        except OSError:
+            pass

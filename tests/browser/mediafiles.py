@@ -88,3 +88,11 @@ def write_wav(path: Path, freq: float = 440.0, seconds: int = 10, rate: int = 48
         w.setframerate(rate)
         w.writeframes(pcm.tobytes())
     return path
+
+
+def peak_frequency(x: np.ndarray, rate: int) -> float:
+    """The loudest frequency of ``x`` in Hz, to a fraction of a bin (Hann window, parabolic interpolation)."""
+    mag = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
+    k = int(np.argmax(mag[1:]) + 1)
+    a, b, c = np.log(mag[k - 1 : k + 2] + 1e-12)
+    return float((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(x))

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from buslab import ExtLabServer
-from harness import Notebook, artifact_path
+from buslab import ExtLabServer, serve_lab
+from harness import Notebook
 
 pytestmark = pytest.mark.browser
 
@@ -40,23 +40,10 @@ except TimeoutError as exc:
 """
 
 
-def _lab(tmp_path_factory: pytest.TempPathFactory, name: str, **kw: Any) -> Iterator[ExtLabServer]:
-    server = ExtLabServer(tmp_path_factory.mktemp(name), **kw)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        try:
-            artifact_path(f"{name}.log").write_bytes(server.log_path.read_bytes())
-        except OSError:
-            pass
-
-
 @pytest.fixture(scope="module")
 def bus_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExtLabServer]:
     """Extension on, and no endpoint may be reached without authentication."""
-    yield from _lab(
+    yield from serve_lab(
         tmp_path_factory,
         "buslab",
         extension=True,
@@ -67,7 +54,7 @@ def bus_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExtLabServer]:
 @pytest.fixture(scope="module")
 def plain_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExtLabServer]:
     """Extension explicitly off: what VS Code, Colab or an old server give us (signaling over the comm)."""
-    yield from _lab(tmp_path_factory, "plainlab", extension=False)
+    yield from serve_lab(tmp_path_factory, "plainlab", extension=False)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 from harness import Notebook, merged_chromium_args
-from mediafiles import PALETTE, READ_FRAME_SOURCE, expected_colour, write_wav, write_y4m
+from mediafiles import PALETTE, READ_FRAME_SOURCE, expected_colour, peak_frequency, write_wav, write_y4m
 
 pytestmark = pytest.mark.browser
 
@@ -62,14 +62,6 @@ def setup(nb: Notebook) -> None:
 def start(nb: Notebook, name: str, ctor: str, timeout: float = 30) -> str:
     nb.kernel.execute(f"{name} = {ctor}\n{name}.start()\nawait {name}.wait_connected(timeout={timeout})", timeout + 30)
     return nb.kernel.eval(f"{name}.peer_id")
-
-
-def peak_frequency(x: np.ndarray, rate: int) -> float:
-    w = x.astype(np.float64) * np.hanning(len(x))
-    mag = np.abs(np.fft.rfft(w))
-    k = int(np.argmax(mag[1:]) + 1)
-    a, b, c = np.log(mag[k - 1 : k + 2] + 1e-12)
-    return float((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(x))
 
 
 def test_camera_and_microphone_keep_delivering_true_content_while_a_cell_sleeps(media_notebook: Notebook) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from buslab import ExtLabServer
-from harness import Notebook, artifact_path
-from mediafiles import PALETTE, READ_FRAME_SOURCE, expected_colour, write_wav, write_y4m
+from buslab import ExtLabServer, serve_lab
+from harness import Notebook
+from mediafiles import PALETTE, READ_FRAME_SOURCE, expected_colour, peak_frequency, write_wav, write_y4m
 
 pytestmark = pytest.mark.browser
 
@@ -40,27 +40,14 @@ SENDERS_JS = """pid => {
 }"""
 
 
-def _lab(tmp_path_factory: pytest.TempPathFactory, name: str, extension: bool) -> Iterator[ExtLabServer]:
-    server = ExtLabServer(tmp_path_factory.mktemp(name), extension=extension)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        try:
-            artifact_path(f"{name}.log").write_bytes(server.log_path.read_bytes())
-        except OSError:
-            pass
-
-
 @pytest.fixture(scope="module")
 def bus_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExtLabServer]:
-    yield from _lab(tmp_path_factory, "relaymedia-bus", extension=True)
+    yield from serve_lab(tmp_path_factory, "relaymedia-bus", extension=True)
 
 
 @pytest.fixture(scope="module")
 def plain_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExtLabServer]:
-    yield from _lab(tmp_path_factory, "relaymedia-comm", extension=False)
+    yield from serve_lab(tmp_path_factory, "relaymedia-comm", extension=False)
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +79,6 @@ def open_in(launch_browser: Callable[..., Any], media_files: dict[str, Path]) ->
     yield open_
     for nb in opened:
         nb.close()
-
-
-def peak_frequency(x: np.ndarray, rate: int) -> float:
-    w = x.astype(np.float64) * np.hanning(len(x))
-    mag = np.abs(np.fft.rfft(w))
-    k = int(np.argmax(mag[1:]) + 1)
-    a, b, c = np.log(mag[k - 1 : k + 2] + 1e-12)
-    return float((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(x))
 
 
 def connect(nb: Notebook, name: str, ctor: str) -> str:
@@ -193,8 +172,9 @@ def test_jpeg_and_pcm_over_the_comm_without_the_extension(
     # the comm is read on the kernel's main thread: the cell awaits instead of sleeping
     stats = collect(nb, "await asyncio.sleep")
     print(diagnostics(nb, cam))
-    # the comm costs the page far more (a kernel busy/idle status per frame, benchmarks/results/relay_media.md)
-    check_content(stats, "relay over the comm (jpeg/pcm16)", min_fps=15)
+    # The comm costs the page far more (a kernel busy/idle status per frame; benchmarks/results/relay_media.md: 30 fps
+    # on a quiet machine). On a loaded one its acks come late and flow control drops frames: a floor, not a rate.
+    check_content(stats, "relay over the comm (jpeg/pcm16)", min_fps=10)
     assert nb.page.evaluate(SENDERS_JS, cam)["senders"]["video"]["codec"] == "jpeg"
     assert nb.page.evaluate(SENDERS_JS, mic)["senders"]["audio"]["codec"] == "pcm16"
 

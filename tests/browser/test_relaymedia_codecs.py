@@ -19,7 +19,7 @@ import av
 import numpy as np
 import pytest
 from harness import REPO_ROOT, chromium_executable, merged_chromium_args
-from mediafiles import READ_FRAME_SOURCE, expected_colour, write_wav, write_y4m
+from mediafiles import READ_FRAME_SOURCE, expected_colour, peak_frequency, write_wav, write_y4m
 
 from rtc_widgets import protocol
 
@@ -207,14 +207,6 @@ def capabilities(page: Any) -> dict[str, Any]:
         "async () => ({ encode: await rm.encodeCapabilities(), decode: await rm.decodeCapabilities(),"
         " encodeHidden: await rm.encodeCapabilities(noProcessor) })"
     )
-
-
-def peak_frequency(x: np.ndarray, rate: int) -> float:
-    w = x.astype(np.float64) * np.hanning(len(x))
-    mag = np.abs(np.fft.rfft(w))
-    k = int(np.argmax(mag[1:]) + 1)
-    a, b, c = np.log(mag[k - 1 : k + 2] + 1e-12)
-    return float((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(x))
 
 
 def colour_accuracy(images: list[np.ndarray]) -> tuple[float, set[int]]:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from buslab import ExtLabServer
 from harness import Notebook, chromium_executable, merged_chromium_args
-from mediafiles import PALETTE, READ_FRAME_SOURCE, expected_colour, write_wav, write_y4m
+from mediafiles import PALETTE, READ_FRAME_SOURCE, expected_colour, peak_frequency, write_wav, write_y4m
 
 from .topology import KERNEL_IP, ROUTER_KERNEL_IP, TURN_PORT, TurnTopology
 
@@ -65,13 +65,6 @@ MEDIA_SETUP = (
     "from rtc_widgets.kstats import kernel_selected_pair\n" + READ_FRAME_SOURCE
 )
 MIC = "Microphone(sample_rate=16000, echo_cancellation=False, noise_suppression=False, auto_gain_control=False)"
-
-
-def peak_frequency(x: np.ndarray, rate: int) -> float:
-    mag = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
-    k = int(np.argmax(mag[1:]) + 1)
-    a, b, c = np.log(mag[k - 1 : k + 2] + 1e-12)
-    return float((k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(x))
 
 
 def check_media_content(nb: Notebook, what: str) -> None:
