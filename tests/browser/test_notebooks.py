@@ -43,6 +43,24 @@ EXPECTED = {
         (5, r"3[12]\d{3} samples \(\d\.\d\d s\), loudest frequency \d+ Hz"),
         (6, r"\('closed', 'closed'\)"),
     ],
+    "04-output-and-hard-networks.ipynb": [
+        (0, r"camera: connected \| output: connected"),
+        (1, r"kernel: received [1-9]\d* frames, sent [1-9]\d* inverted ones \(640x480\)"),
+        (1, r"browser: decodes [1-9]\d* fps of them"),
+        (2, r"queued 2[34]\d{3} samples at 48000 Hz \(0\.[45]\d s\), \d+ played so far"),
+        (3, r"transport 'webrtc', error ''"),
+        (3, r"selected pair: kernel (host|prflx) udp ↔ browser (host|prflx) udp"),
+        (4, r"transports: relay relay relay"),
+        (4, r"relay requested \(relay_after=0\)\. Media and data now travel through the Jupyter server"),
+        (5, r"snapshot \(480, 640, 3\), recording \(16000, 1\), loudest frequency (3[6-9]\d|4[0-4]\d) Hz"),
+        (5, r"the relayed output sent [1-9]\d* frames of 320x240"),
+        (6, r"relayed frames reach the kernel \d+ ms after capture, at [1-9]\d* fps"),
+        (7, r"would use: \[\{'urls': 'turn:turn\.example\.org:443\?transport=tcp', 'username': 'workshop'"),
+        (7, r"restored: \[\]"),
+        (8, r"RTC_WIDGETS_ICE_SERVERS → \[\{'urls': 'turns:turn\.example\.org:443'"),
+        (8, r"unset → \[\]"),
+        (9, r"\['closed', 'closed', 'closed', 'closed', 'closed', 'closed'\]"),
+    ],
 }
 
 
