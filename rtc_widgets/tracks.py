@@ -50,6 +50,39 @@ def with_start_bitrate(sdp: str, kbps: int) -> str:
     return "\r\n".join(out)
 
 
+class SessionTrack(MediaStreamTrack):
+    """One session's source track, which :meth:`end` ends even while a ``recv()`` is pending.
+
+    aiortc's remote track never ends a pending ``recv()`` when its connection closes before media flowed (a switch to
+    the relay does exactly that), so MediaRelay's reader task stayed pending with nothing holding it, and the
+    garbage collector destroyed it mid-await ("Task was destroyed but it is pending!" printed into a cell). Ending
+    this wrapper ends the reader cleanly, and every subscriber (``cam.track`` users) gets end-of-stream."""
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+        self._ended = asyncio.Event()
+
+    async def recv(self) -> Any:
+        if self._ended.is_set():
+            raise MediaStreamError
+        get = asyncio.ensure_future(self._source.recv())
+        end = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait((get, end), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            end.cancel()
+        if not get.done():
+            get.cancel()
+            raise MediaStreamError
+        return get.result()  # a frame, or the source's own MediaStreamError
+
+    def end(self) -> None:
+        self._ended.set()
+        self.stop()
+
+
 class TrackReceiver:
     """Receives the browser's ``kind`` track ("video" or "audio") into ``sink``."""
 
@@ -60,7 +93,7 @@ class TrackReceiver:
         self.sink = sink
         self.start_bitrate_kbps = start_bitrate_kbps  # asked of the sender in the answer (video)
         self.on_open_change: Callable[[], None] = lambda: None
-        self._source: MediaStreamTrack | None = None
+        self._source: SessionTrack | None = None
         self._relay: MediaRelay | None = None
         self._proxy: MediaStreamTrack | None = None
         self._pump_task: asyncio.Task[None] | None = None
@@ -81,9 +114,9 @@ class TrackReceiver:
     def bind(self, track: MediaStreamTrack) -> None:
         self.unbind()
         self.sessions += 1
-        self._source = track
+        self._source = SessionTrack(track)
         self._relay = MediaRelay()
-        self._proxy = self._relay.subscribe(track, buffered=True)
+        self._proxy = self._relay.subscribe(self._source, buffered=True)
         if isinstance(self.sink, AudioSink):
             self.sink.reset()
         self._pump_task = asyncio.ensure_future(self._pump(self._proxy))
@@ -128,6 +161,8 @@ class TrackReceiver:
         proxy, self._proxy = self._proxy, None
         if proxy is not None:
             proxy.stop()
+        if self._source is not None:
+            self._source.end()  # MediaRelay's reader ends, its subscribers get end-of-stream
         self._source = None
         self._relay = None
         self._got_frame = False

@@ -9,6 +9,8 @@ old session -- the kernel stays up and the stream recovers.
 
 from __future__ import annotations
 
+import gc
+import logging
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -164,3 +166,23 @@ def test_the_kernels_video_goes_to_the_page_as_relayed_media_paced_by_acks(relay
     time.sleep(0.5)
     window = out.peer._relay_senders["video"]
     assert len([m for m in browser.from_kernel if m.get("type") == "media"]) <= 5 and window.frames_skipped > 0
+
+
+def test_the_switch_to_the_relay_ends_the_webrtc_reader_and_leaves_no_pending_task(caplog) -> None:
+    """aiortc's remote track never ended a pending recv() when the relay replaced WebRTC before media flowed: the
+    reader task stayed pending and the garbage collector destroyed it ("Task was destroyed but it is pending!",
+    printed into a notebook cell)."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    cam = Camera(width=320, height=240, relay_after=0)
+    browser = FakeBrowser(cam, tracks=lambda: [ColourTrack(320, 240)])
+    try:
+        browser.run(browser._connect())
+        cam.wait_connected_blocking(10)
+        time.sleep(0.5)
+        for _ in range(3):
+            gc.collect()
+            time.sleep(0.1)
+    finally:
+        cam.close()
+        browser.close()
+    assert not [r.getMessage() for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
