@@ -1,29 +1,27 @@
 // BrowserPeer: the browser end of one widget model's WebRTC connection to the kernel (aiortc).
 // One instance per widget model (created in anywidget `initialize`), shared by all of that model's views.
 // The browser offers and trickles its candidates; the kernel answers with all of its candidates in the SDP.
-import type { AnyModel } from "@anywidget/types";
+// This module holds the peer's state and life cycle; its parts live by concept in negotiation.ts (the session's
+// connection and offer), kernelmessages.ts (what the kernel sends), userchannel.ts (the user's data channel),
+// relayswitch.ts (media over the relay), peertypes.ts (traits and types) and registry.ts.
 import { SignalRoute } from "./bus";
-import {
-  answerPing,
-  type ConnectionTraits,
-  candidateInit,
-  rtcConfiguration,
-  userChannelInit,
-} from "./channels";
-import { errName, errText, formatBytes, formatCount } from "./format";
+import { rtcConfiguration } from "./channels";
+import { errText } from "./format";
+import { onKernelMessage } from "./kernelmessages";
 import { MessageLog } from "./log";
+import { LocalMedia, mediaKind, RESTART_TRAITS } from "./media";
 import {
-  LocalMedia,
-  type MediaFailure,
-  type MediaTraits,
-  mediaKind,
-  mediaTraitsOf,
-  RESTART_TRAITS,
-} from "./media";
-import { addOutputTransceiver, outputKind, outputTrackKind, streamOfTrackEvent } from "./output";
+  captureThenNegotiate,
+  connectionTraits,
+  createConnection,
+  negotiate,
+  openChannels,
+  wireConnection,
+} from "./negotiation";
+import { outputKind } from "./output";
+import type { BrowserCounters, BrowserPeerOptions, PeerHost, PeerModel, PeerStatus } from "./peertypes";
 import {
   byeMsg,
-  type CandidateInit,
   candidateMsg,
   DEFAULTS,
   type ErrorCode,
@@ -31,83 +29,18 @@ import {
   LIMITS,
   type Message,
   newSessionId,
-  offerMsg,
-  pongMsg,
-  utf8Length,
   validate,
 } from "./protocol";
-import { RelayChannel, RelayMedia } from "./relay";
+import { registry } from "./registry";
+import { RelayChannel, type RelayMedia } from "./relay";
+import { startRelayMedia } from "./relayswitch";
 import { StatsSampler } from "./stats";
 import { Trickle } from "./trickle";
+import { sendOnUserChannel, wireChannel } from "./userchannel";
 
-/** Synced traits of a peer widget model (names fixed by the Python side). */
-export interface PeerTraits extends ConnectionTraits, Partial<MediaTraits> {
-  _kind: string;
-  peer_id: string;
-  echo: boolean;
-  /** Generation counter set by the kernel; each increase starts a new session. */
-  _start: number;
-  // Written by the kernel, shown read-only (kernel-side counts).
-  connection_state: string;
-  ice_connection_state: string;
-  transport: string;
-  error: string;
-  messages_sent: number;
-  messages_received: number;
-  bytes_sent: number;
-  bytes_received: number;
-  max_message_size: number;
-  // Media widgets (kernel-side counts).
-  frames_received?: number;
-  frames_dropped?: number;
-  fps?: number;
-  frame_width?: number;
-  frame_height?: number;
-  samples_received?: number;
-  samples_dropped?: number;
-  // VideoOutput, AudioOutput (kernel-side counts).
-  frames_sent?: number;
-  samples_sent?: number;
-  queued_seconds?: number;
-  /** Media widgets: the relay transport's codec ("auto", or one of protocol.json relay.videoCodecs/audioCodecs). */
-  relay_codec?: string;
-}
-export type PeerModel = AnyModel<PeerTraits>;
-
-/** Browser-side life of the current session. */
-export type PeerStatus = "idle" | "starting" | "offered" | "connecting" | "open" | "closed" | "failed";
-
-export interface BrowserCounters {
-  messagesSent: number;
-  messagesReceived: number;
-  bytesSent: number;
-  bytesReceived: number;
-}
-
-export interface BrowserPeerOptions {
-  /** Injected in tests; defaults to `new RTCPeerConnection(config)`. */
-  createPeerConnection?: (config: RTCConfiguration) => RTCPeerConnection;
-}
-
-export interface PeerRegistry {
-  peers: Map<string, BrowserPeer>;
-}
-
-/** `globalThis.rtcWidgets`: running peers by peer_id, for debugging and browser tests. */
-export function registry(): PeerRegistry {
-  const g = globalThis as { rtcWidgets?: Partial<PeerRegistry> };
-  if (!g.rtcWidgets) g.rtcWidgets = {};
-  if (!(g.rtcWidgets.peers instanceof Map)) g.rtcWidgets.peers = new Map();
-  return g.rtcWidgets as PeerRegistry;
-}
-
-/** The one binary attachment of a kernel message, as an ArrayBuffer (comm: DataView[]; bus: ArrayBuffer). */
-function attachment(extra: DataView[] | ArrayBuffer | undefined): ArrayBuffer | null {
-  if (extra instanceof ArrayBuffer) return extra;
-  if (!Array.isArray(extra) || extra.length !== 1) return null;
-  const v = extra[0] as DataView;
-  return v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer;
-}
+// The names this module always exported, wherever they live now.
+export type { BrowserCounters, BrowserPeerOptions, PeerModel, PeerStatus, PeerTraits } from "./peertypes";
+export { type PeerRegistry, registry } from "./registry";
 
 export class BrowserPeer {
   readonly peerId: string;
@@ -144,6 +77,8 @@ export class BrowserPeer {
   readonly #route: SignalRoute;
   readonly #createPc: (config: RTCConfiguration) => RTCPeerConnection;
   readonly #listeners = new Set<() => void>();
+  /** What the helper modules may use of this peer's private state (peertypes.ts PeerHost). */
+  readonly #host: PeerHost;
   /** Bumped on every start/close; async work from an older session checks it and gives up. */
   #gen = 0;
   #startSeen: number;
@@ -157,6 +92,20 @@ export class BrowserPeer {
 
   constructor(model: PeerModel, options: BrowserPeerOptions = {}) {
     this.#model = model;
+    this.#host = {
+      peer: this,
+      model,
+      current: (gen) => gen === this.#gen,
+      gen: () => this.#gen,
+      echo: () => this.#echo,
+      relay: () => this.#relay,
+      startRelay: (reason) => this.#startRelay(reason),
+      notify: () => this.#notify(),
+      signal: (msg, payload) => this.#signal(msg, payload),
+      showError: (text) => this.#showError(text),
+      report: (code, text) => this.#report(code, text),
+      fail: (code, text) => this.#fail(code, text),
+    };
     this.peerId = String(model.get("peer_id") ?? "");
     this.#createPc = options.createPeerConnection ?? ((config) => new RTCPeerConnection(config));
     this.#startSeen = Number(model.get("_start")) || 0;
@@ -193,17 +142,9 @@ export class BrowserPeer {
     // Counters are per session, like the kernel's; the log keeps running across sessions.
     Object.assign(this.counters, { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0 });
 
-    let pc: RTCPeerConnection;
-    try {
-      pc = this.#createPc(rtcConfiguration(this.#traits()));
-    } catch (e) {
-      this.#fail(
-        "browser-error",
-        `This browser could not create a WebRTC connection (${errText(e)}). ` +
-          "Check that WebRTC is not disabled by a browser policy or extension, or use a current Chrome, Firefox or Safari.",
-      );
-      return;
-    }
+    const host = this.#host;
+    const pc = createConnection(host, () => this.#createPc(rtcConfiguration(connectionTraits(this.#model))));
+    if (!pc) return;
     this.pc = pc;
     registry().peers.set(this.peerId, this);
     this.stats.attach(pc, this.session);
@@ -214,105 +155,14 @@ export class BrowserPeer {
     );
     this.#trickle = trickle;
     const output = outputKind(this.#model.get("_kind"));
-
-    try {
-      // The control channel first, so it gets stream id 0 on every session.
-      const control = pc.createDataChannel(DEFAULTS.controlChannelLabel, { ordered: true });
-      control.binaryType = "arraybuffer";
-      control.addEventListener("message", (e) => {
-        if (gen === this.#gen) answerPing(control, (e as MessageEvent).data);
-      });
-      this.control = control;
-
-      const traits = this.#traits();
-      if (!this.#mediaKind() && !output) {
-        const channel = pc.createDataChannel(String(traits.label ?? ""), userChannelInit(traits));
-        channel.binaryType = "arraybuffer";
-        this.#wireChannel(gen, channel);
-        this.channel = channel;
-      }
-    } catch (e) {
-      this.#fail(
-        "browser-error",
-        `The browser refused the data channel options (${errText(e)}). ` +
-          "Set at most one of max_retransmits and max_packet_life_time, and keep label and protocol short.",
-      );
-      return;
-    }
-    if (output) {
-      addOutputTransceiver(pc, output);
-      pc.addEventListener("track", (e) => {
-        if (gen === this.#gen)
-          this.setRemoteStream(streamOfTrackEvent(e as RTCTrackEvent, this.remoteStream));
-      });
-    }
-
-    pc.addEventListener("icecandidate", (e) => {
-      if (gen !== this.#gen) return;
-      const c = (e as RTCPeerConnectionIceEvent).candidate;
-      // A null candidate (or an empty one, in older browsers) marks the end of gathering.
-      if (c?.candidate) trickle.candidate(candidateInit(c));
-      else trickle.end();
-    });
-    pc.addEventListener("icegatheringstatechange", () => {
-      if (gen === this.#gen && pc.iceGatheringState === "complete") trickle.end();
-    });
-    pc.addEventListener("iceconnectionstatechange", () => {
-      if (gen !== this.#gen) return;
-      if (pc.iceConnectionState === "failed") this.#iceFailed();
-      this.#notify();
-    });
-    pc.addEventListener("connectionstatechange", () => {
-      if (gen !== this.#gen) return;
-      if (pc.connectionState === "failed") this.#iceFailed();
-      // Media and output sessions have no user channel: connected is open.
-      if (pc.connectionState === "connected" && (this.media || output)) this.status = "open";
-      this.#notify();
-    });
+    // Media and output widgets carry no user channel.
+    if (!openChannels(host, gen, pc, !this.#mediaKind() && !output)) return;
+    wireConnection(host, gen, pc, trickle, output);
 
     this.#notify();
     const kind = this.#mediaKind();
-    if (kind) void this.#captureThenNegotiate(gen, pc, trickle, new LocalMedia(kind));
-    else void this.#negotiate(gen, pc, trickle);
-  }
-
-  /** Capture first (the browser may ask the user), then offer with the tracks. */
-  async #captureThenNegotiate(
-    gen: number,
-    pc: RTCPeerConnection,
-    trickle: Trickle,
-    media: LocalMedia,
-  ): Promise<void> {
-    this.media = media;
-    try {
-      await media.capture(mediaTraitsOf(this.#model));
-    } catch (e) {
-      if (gen === this.#gen) this.#mediaFailed(e as MediaFailure);
-      media.stop();
-      return;
-    }
-    if (gen !== this.#gen) {
-      media.stop();
-      return;
-    }
-    media.attach(pc, (failure) => {
-      if (gen === this.#gen) this.#mediaFailed(failure);
-    });
-    this.#notify();
-    await this.#negotiate(gen, pc, trickle);
-  }
-
-  /** Capture failed or a track ended: tell the kernel, release the device, close this session's connection. */
-  #mediaFailed(f: MediaFailure): void {
-    this.#fail(f.code ?? "media-error", f.text ?? String(f));
-    this.media?.stop();
-    this.#trickle?.stop();
-    try {
-      this.pc?.close();
-    } catch {
-      // already closed
-    }
-    this.#notify();
+    if (kind) void captureThenNegotiate(host, gen, pc, trickle, new LocalMedia(kind));
+    else void negotiate(host, gen, pc, trickle);
   }
 
   /** End the session: send `bye` (unless told not to) and close the connection. */
@@ -342,36 +192,7 @@ export class BrowserPeer {
    * channel not open, message over the connection's max message size, or the browser refused it.
    */
   send(data: string | ArrayBuffer | Uint8Array): boolean {
-    const ch = this.channel;
-    if (ch?.readyState !== "open") {
-      this.#showError(
-        "The data channel is not open yet: wait until the badge says connected, then send again.",
-      );
-      return false;
-    }
-    const size = typeof data === "string" ? utf8Length(data) : data.byteLength;
-    const max = this.pc?.sctp?.maxMessageSize ?? 0;
-    if (max > 0 && size > max) {
-      this.#report(
-        "too-large",
-        `This message is ${formatCount(size)} bytes, but this connection carries at most ${formatCount(max)} bytes ` +
-          "per message. Split it into smaller messages.",
-      );
-      return false;
-    }
-    try {
-      if (typeof data === "string") ch.send(data);
-      else if (data instanceof ArrayBuffer) ch.send(data);
-      else ch.send(data as Uint8Array<ArrayBuffer>);
-    } catch (e) {
-      this.#sendFailed(e, size);
-      return false;
-    }
-    this.counters.messagesSent++;
-    this.counters.bytesSent += size;
-    this.log.add("out", data, size, false);
-    this.#notify();
-    return true;
+    return sendOnUserChannel(this.#host, data);
   }
 
   /** Show `stream` as what the kernel sends (VideoOutput, AudioOutput): set on `track`, or by another transport. */
@@ -385,41 +206,6 @@ export class BrowserPeer {
   subscribe(fn: () => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
-  }
-
-  // --- negotiation -------------------------------------------------------------------------------------
-
-  async #negotiate(gen: number, pc: RTCPeerConnection, trickle: Trickle): Promise<void> {
-    let sdp: string;
-    try {
-      const offer = await pc.createOffer();
-      if (gen !== this.#gen) return;
-      await pc.setLocalDescription(offer);
-      if (gen !== this.#gen) return;
-      sdp = offer.sdp ?? pc.localDescription?.sdp ?? "";
-    } catch (e) {
-      if (gen === this.#gen) {
-        this.#fail(
-          "browser-error",
-          `The browser could not create a WebRTC offer (${errText(e)}). Reload the page; if it persists, ` +
-            "check that WebRTC is allowed in this browser.",
-        );
-      }
-      return;
-    }
-    trickle.gatheringStarted();
-    // Sent at once: the kernel can start its side while the browser is still gathering.
-    if (!this.#signal(offerMsg(this.session, sdp))) {
-      this.#fail(
-        "too-large",
-        "The browser's offer is too large for the signaling channel; use fewer channels.",
-      );
-      return;
-    }
-    this.status = "offered";
-    trickle.offerSent();
-    if (pc.iceGatheringState === "complete") trickle.end();
-    this.#notify();
   }
 
   /**
@@ -442,159 +228,20 @@ export class BrowserPeer {
       );
       this.#relay = relay;
       this.channel = relay as unknown as RTCDataChannel;
-      this.#wireChannel(gen, this.channel);
+      wireChannel(this.#host, gen, this.channel);
       relay.open();
     }
-    if (stream || output) {
-      const session = this.session;
-      const media = new RelayMedia({
-        session,
-        send: (m, payload) => gen === this.#gen && this.#signal(m, payload),
-        buffered: () => this.#route.buffered,
-        fail: (text) => {
-          if (gen === this.#gen) this.#report("media-error", text);
-        },
-      });
-      this.relayMedia = media;
-      this.status = "open";
-      if (output) {
-        // the kernel's media, decoded here (WebCodecs or JPEG/PCM), shown by the same view as a WebRTC stream
-        media.receiveKinds([outputTrackKind(output)]);
-        this.setRemoteStream(media.streams()[0] ?? null);
-      }
-      if (stream)
-        void media
-          .send(stream, {
-            codec: String(this.#model.get("relay_codec") ?? "auto"),
-            fps: Number(this.#model.get("frame_rate")) || undefined,
-          })
-          .then(() => {
-            if (gen === this.#gen) this.#notify();
-          });
-    }
+    if (stream || output) startRelayMedia(this.#host, gen, stream, output, () => this.#route.buffered);
     this.#notify();
   }
 
-  #iceFailed(): void {
-    this.#fail(
-      "ice-failed",
-      "No network path between this browser and the kernel was found (ICE failed). If the kernel runs on " +
-        "another machine, behind NAT or in a container, give both sides a STUN/TURN server with ice_servers=[...].",
-    );
-  }
-
-  // --- messages from the kernel ------------------------------------------------------------------------
+  // --- model events ------------------------------------------------------------------------------------
 
   /** A kernel message from the comm (buffers: DataView[]) or the bus (an ArrayBuffer payload). */
   readonly #onKernelMessage = (content: unknown, extra?: DataView[] | ArrayBuffer): void => {
     if (this.#disposed) return;
-    const r = validate(content);
-    if (!r.ok) {
-      this.#report(
-        "bad-message",
-        `The kernel sent a signaling message the browser cannot accept (${r.error}). If this persists, the ` +
-          "Python package and the page's widget code may be different versions: restart the kernel and reload the page.",
-      );
-      return;
-    }
-    const msg: Message = r.msg;
-    // Old sessions' messages are late, not wrong: drop them quietly.
-    if (msg.session !== undefined && msg.session !== this.session) return;
-    switch (msg.type) {
-      case "answer":
-        this.#applyAnswer(msg.sdp);
-        break;
-      case "candidate":
-        this.#addRemoteCandidate(msg.candidate);
-        break;
-      case "error":
-        this.#showError(`The kernel reported a problem (${msg.code}): ${msg.message}`);
-        break;
-      case "bye":
-        if (this.pc) this.close(false);
-        break;
-      case "ping":
-        this.#signal(pongMsg(msg.seq, msg.t));
-        break;
-      case "pong":
-        break;
-      case "relay":
-        this.#startRelay(msg.reason);
-        break;
-      case "data":
-        if (!this.#relay?.receive(msg)) {
-          this.#report("out-of-order", "A relay message arrived out of sequence or with no relay in use.");
-        }
-        break;
-      case "media": {
-        const payload = attachment(extra);
-        if (!payload || payload.byteLength !== msg.size) {
-          this.#report(
-            "bad-message",
-            "A relayed media frame arrived without its bytes, or with the wrong size.",
-          );
-        } else if (!this.relayMedia?.receive(msg, payload)) {
-          this.#report(
-            "out-of-order",
-            "A relayed media frame arrived, but this widget receives no relayed media.",
-          );
-        }
-        break;
-      }
-      case "ack":
-        this.relayMedia?.ack(msg);
-        break;
-      case "offer":
-        this.#report(
-          "out-of-order",
-          "The kernel sent an offer, but in rtc_widgets the browser always offers.",
-        );
-        break;
-    }
+    onKernelMessage(this.#host, content, extra);
   };
-
-  #applyAnswer(sdp: string): void {
-    const pc = this.pc;
-    if (!pc) return;
-    if (pc.signalingState !== "have-local-offer") {
-      this.#report(
-        "out-of-order",
-        `The kernel sent an answer while the browser was in ${pc.signalingState}.`,
-      );
-      return;
-    }
-    const gen = this.#gen;
-    pc.setRemoteDescription({ type: "answer", sdp }).then(
-      () => {
-        if (gen !== this.#gen) return;
-        if (this.status === "offered" || this.status === "starting") this.status = "connecting";
-        this.#notify();
-      },
-      (e) => {
-        if (gen !== this.#gen) return;
-        this.#fail(
-          "bad-sdp",
-          `The browser could not apply the kernel's answer (${errText(e)}). Restart the widget; if it persists, ` +
-            "update rtc_widgets and aiortc.",
-        );
-      },
-    );
-  }
-
-  /** The kernel does not trickle today (aiortc puts its candidates in the answer), but accept it if it does. */
-  #addRemoteCandidate(c: CandidateInit | null): void {
-    const pc = this.pc;
-    if (!pc) return;
-    if (!pc.remoteDescription) {
-      this.#report("out-of-order", "The kernel sent an ICE candidate before its answer.");
-      return;
-    }
-    const gen = this.#gen;
-    (c ? pc.addIceCandidate(c) : pc.addIceCandidate()).catch((e) => {
-      if (gen === this.#gen)
-        this.#report("bad-candidate", `The browser rejected a kernel ICE candidate (${errText(e)}).`);
-    });
-  }
 
   readonly #onStartChange = (): void => {
     const n = Number(this.#model.get("_start")) || 0;
@@ -618,74 +265,6 @@ export class BrowserPeer {
     this.#notify();
   };
 
-  // --- channels ----------------------------------------------------------------------------------------
-
-  #wireChannel(gen: number, channel: RTCDataChannel): void {
-    channel.addEventListener("message", (e) => {
-      const data = (e as MessageEvent).data as unknown;
-      // Echo before any bookkeeping: echo mode measures the round trip.
-      let echoed = false;
-      if (this.#echo && gen === this.#gen) {
-        try {
-          channel.send(data as string);
-          echoed = true;
-        } catch (err) {
-          this.#sendFailed(
-            err,
-            typeof data === "string" ? utf8Length(data) : (data as ArrayBuffer).byteLength,
-          );
-        }
-      }
-      if (gen !== this.#gen) return;
-      const size = typeof data === "string" ? utf8Length(data) : (data as ArrayBuffer).byteLength;
-      this.counters.messagesReceived++;
-      this.counters.bytesReceived += size;
-      if (echoed) {
-        this.counters.messagesSent++;
-        this.counters.bytesSent += size;
-      }
-      this.log.add("in", data as string | ArrayBuffer, size, echoed);
-      this.#notify();
-    });
-    channel.addEventListener("open", () => {
-      if (gen !== this.#gen) return;
-      this.status = "open";
-      this.#notify();
-    });
-    channel.addEventListener("close", () => {
-      if (gen !== this.#gen) return;
-      if (this.status !== "failed") this.status = "closed";
-      this.#notify();
-    });
-    channel.addEventListener("error", (e) => {
-      if (gen !== this.#gen) return;
-      const err = (e as Event & { error?: unknown }).error;
-      this.#report(
-        "browser-error",
-        `The data channel reported an error (${err ? errText(err) : "no details"}). ` +
-          "The connection may have dropped: restart the widget to reconnect.",
-      );
-    });
-  }
-
-  #sendFailed(e: unknown, size: number): void {
-    const name = errName(e);
-    if (name === "TypeError") {
-      this.#report(
-        "too-large",
-        `The browser refused a ${formatBytes(size)} message as too large for this connection. Split it into smaller messages.`,
-      );
-    } else if (name === "OperationError") {
-      this.#report(
-        "browser-error",
-        `The data channel's send buffer is full (${formatBytes(this.channel?.bufferedAmount ?? 0)} queued). ` +
-          "Send more slowly, or wait for the bufferedamountlow event.",
-      );
-    } else {
-      this.#report("browser-error", `The browser could not send on the data channel (${errText(e)}).`);
-    }
-  }
-
   // --- helpers -----------------------------------------------------------------------------------------
 
   /** Send a signaling message (with a relayed frame's bytes) to the kernel; false if it was not valid to send. */
@@ -702,19 +281,6 @@ export class BrowserPeer {
       this.#showError(`Could not reach the kernel (${errText(e)}). Is the kernel still running?`);
       return false;
     }
-  }
-
-  #traits(): ConnectionTraits {
-    const m = this.#model;
-    return {
-      label: m.get("label"),
-      ordered: m.get("ordered"),
-      max_retransmits: m.get("max_retransmits"),
-      max_packet_life_time: m.get("max_packet_life_time"),
-      protocol: m.get("protocol"),
-      ice_servers: m.get("ice_servers"),
-      ice_transport_policy: m.get("ice_transport_policy"),
-    };
   }
 
   #showError(text: string): void {
