@@ -28,6 +28,8 @@ export const CHARTS: ChartDef[] = [
     series: [
       { side: "browser", metric: "rtt_ms", label: "ICE (browser)", color: "#1976d2" },
       { side: "kernel", metric: "probe_rtt_ms", label: "control ping (kernel)", color: "#e65100" },
+      // one way, not a round trip: on the relay transport the only latency of media there is to show
+      { side: "kernel", metric: "relay_latency_ms", label: "relay: capture → kernel", color: "#6a1b9a" },
     ],
   },
   {
@@ -38,6 +40,7 @@ export const CHARTS: ChartDef[] = [
       { side: "browser", metric: "bitrate_out_kbps", label: "browser → kernel", color: "#2e7d32" },
       { side: "browser", metric: "bitrate_in_kbps", label: "kernel → browser", color: "#8e24aa" },
       { side: "browser", metric: "available_out_kbps", label: "available out", color: "#9e9e9e" },
+      { side: "kernel", metric: "bitrate_in_kbps", label: "received (kernel)", color: "#ef6c00" },
     ],
   },
   {
