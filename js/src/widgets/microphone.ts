@@ -3,25 +3,16 @@
 import { formatCount } from "../format";
 import { sendingAudioLevel } from "../media";
 import type { BrowserPeer, PeerModel } from "../peer";
-import { DEFAULTS } from "../protocol";
-import { h, setText } from "./dom";
+import { setText } from "./dom";
 import { mediaFrame } from "./mediaview";
+import { type LevelMeter, levelMeter } from "./meter";
 
-/** Meter position 0..1 for an audio level 0..1: logarithmic (-60 dBFS .. 0 dBFS), as ears hear it. */
-export function meterPosition(level: number): number {
-  if (!(level > 0)) return 0;
-  const db = 20 * Math.log10(level);
-  return Math.max(0, Math.min(1, (db + 60) / 60));
-}
+export { meterPosition } from "./meter";
 
 export function renderMicrophone(model: PeerModel, el: HTMLElement, peer: BrowserPeer): () => void {
-  let level = 0;
-  let bar: HTMLElement;
-  let meter: HTMLElement;
+  let meter: LevelMeter;
   const draw = () => {
-    bar.style.width = `${(meterPosition(level) * 100).toFixed(1)}%`;
-    meter.title = level > 0 ? `${(20 * Math.log10(level)).toFixed(1)} dBFS` : "silence";
-    meter.setAttribute("aria-valuenow", String(Math.round(meterPosition(level) * 100)));
+    meter.draw();
     const rate = Number(model.get("sample_rate")) || 0;
     const samples = Number(model.get("samples_received")) || 0;
     setText(
@@ -31,36 +22,15 @@ export function renderMicrophone(model: PeerModel, el: HTMLElement, peer: Browse
     );
   };
   const frame = mediaFrame("microphone", model, el, peer, () => draw());
-  meter = h("div", "rtcw-meter", "", frame.body);
-  meter.setAttribute("role", "meter");
-  meter.setAttribute("aria-label", "microphone level");
-  meter.setAttribute("aria-valuemin", "0");
-  meter.setAttribute("aria-valuemax", "100");
-  bar = h("div", "rtcw-meter-bar", "", meter);
-
-  let busy = false;
-  const timer = setInterval(async () => {
-    const pc = peer.pc;
-    if (busy || !pc || !peer.media) {
-      if (level !== 0 && !peer.media) {
-        level = 0;
-        frame.schedule();
-      }
-      return;
-    }
-    busy = true;
-    try {
-      level = (await sendingAudioLevel(pc)) ?? 0;
-      frame.schedule();
-    } catch {
-      // the connection closed between two polls
-    } finally {
-      busy = false;
-    }
-  }, DEFAULTS.media.meterIntervalMs);
+  meter = levelMeter(
+    frame.body,
+    "microphone level",
+    () => (peer.pc && peer.media ? sendingAudioLevel(peer.pc) : null),
+    () => frame.schedule(),
+  );
   draw();
   return () => {
-    clearInterval(timer);
+    meter.stop();
     frame.cleanup();
   };
 }

@@ -4,10 +4,9 @@
 import { formatCount } from "../format";
 import { receivingAudioLevel } from "../output";
 import type { BrowserPeer, PeerModel } from "../peer";
-import { DEFAULTS } from "../protocol";
 import { h, setText } from "./dom";
 import { mediaFrame } from "./mediaview";
-import { meterPosition } from "./microphone";
+import { type LevelMeter, levelMeter } from "./meter";
 
 /** Point a media element at `stream` and start it; resolves false when the browser refused to autoplay it. */
 export async function attachStream(media: HTMLMediaElement, stream: MediaStream | null): Promise<boolean> {
@@ -51,9 +50,7 @@ export function renderVideoOutput(model: PeerModel, el: HTMLElement, peer: Brows
 export function renderAudioOutput(model: PeerModel, el: HTMLElement, peer: BrowserPeer): () => void {
   let audio: HTMLAudioElement;
   let unlock: HTMLButtonElement;
-  let meter: HTMLElement;
-  let bar: HTMLElement;
-  let level = 0;
+  let meter: LevelMeter;
   let blocked = false;
   const draw = () => {
     if (audio.srcObject !== peer.remoteStream) {
@@ -63,9 +60,7 @@ export function renderAudioOutput(model: PeerModel, el: HTMLElement, peer: Brows
       });
     }
     unlock.hidden = !blocked || !peer.remoteStream;
-    bar.style.width = `${(meterPosition(level) * 100).toFixed(1)}%`;
-    meter.title = level > 0 ? `${(20 * Math.log10(level)).toFixed(1)} dBFS` : "silence";
-    meter.setAttribute("aria-valuenow", String(Math.round(meterPosition(level) * 100)));
+    meter.draw();
     setText(
       frame.stats,
       `kernel: ${((Number(model.get("samples_sent")) || 0) / 48000).toFixed(1)} s played · ` +
@@ -89,36 +84,15 @@ export function renderAudioOutput(model: PeerModel, el: HTMLElement, peer: Brows
       () => undefined,
     );
   });
-  meter = h("div", "rtcw-meter", "", frame.body);
-  meter.setAttribute("role", "meter");
-  meter.setAttribute("aria-label", "received sound level");
-  meter.setAttribute("aria-valuemin", "0");
-  meter.setAttribute("aria-valuemax", "100");
-  bar = h("div", "rtcw-meter-bar", "", meter);
-
-  let busy = false;
-  const timer = setInterval(async () => {
-    const pc = peer.pc;
-    if (busy || !pc || !peer.remoteStream) {
-      if (level !== 0 && !peer.remoteStream) {
-        level = 0;
-        frame.schedule();
-      }
-      return;
-    }
-    busy = true;
-    try {
-      level = (await receivingAudioLevel(pc)) ?? 0;
-      frame.schedule();
-    } catch {
-      // the connection closed between two polls
-    } finally {
-      busy = false;
-    }
-  }, DEFAULTS.media.meterIntervalMs);
+  meter = levelMeter(
+    frame.body,
+    "received sound level",
+    () => (peer.pc && peer.remoteStream ? receivingAudioLevel(peer.pc) : null),
+    () => frame.schedule(),
+  );
   draw();
   return () => {
-    clearInterval(timer);
+    meter.stop();
     audio.srcObject = null;
     frame.cleanup();
   };
