@@ -232,6 +232,15 @@ export class BrowserPeer {
       relay.open();
     }
     if (stream || output) startRelayMedia(this.#host, gen, stream, output, () => this.#route.buffered);
+    const none = { framesSent: 0, videoBytesSent: 0, audioBytesSent: 0 };
+    this.stats.attachRelay(this.session, () => ({
+      ...none,
+      framesReceived: 0,
+      videoBytesReceived: 0,
+      audioBytesReceived: 0,
+      ...this.relayMedia?.counters(),
+      ...this.counters,
+    }));
     this.#notify();
   }
 

@@ -19,6 +19,7 @@ import {
   VideoRelayReceiver,
   VideoRelaySender,
 } from "./relaymedia";
+import type { RelayCounters } from "./stats";
 
 export const RELAY_MAX_MESSAGE_BYTES: number = protocol.bus.relayMaxMessageBytes;
 
@@ -145,6 +146,7 @@ export class RelayMedia {
   readonly senders = new Map<MediaTrackKind, Sender>();
   readonly receivers = new Map<MediaTrackKind, Receiver>();
   readonly #host: RelayMediaHost;
+  readonly #received = { video: { frames: 0, bytes: 0 }, audio: { frames: 0, bytes: 0 } };
   #stopped = false;
 
   constructor(host: RelayMediaHost) {
@@ -221,6 +223,28 @@ export class RelayMedia {
     }
   }
 
+  /** Cumulative counts for the stats sampler (stats.ts compactRelay): frames and bytes each way. */
+  counters(): Pick<
+    RelayCounters,
+    | "framesSent"
+    | "videoBytesSent"
+    | "audioBytesSent"
+    | "framesReceived"
+    | "videoBytesReceived"
+    | "audioBytesReceived"
+  > {
+    const video = this.senders.get("video");
+    const audio = this.senders.get("audio");
+    return {
+      framesSent: video?.counters.framesSent ?? 0,
+      videoBytesSent: video?.counters.bytesSent ?? 0,
+      audioBytesSent: audio?.counters.bytesSent ?? 0,
+      framesReceived: this.#received.video.frames,
+      videoBytesReceived: this.#received.video.bytes,
+      audioBytesReceived: this.#received.audio.bytes,
+    };
+  }
+
   /** The kernel's media as streams for <video>/<audio> elements. */
   streams(): MediaStream[] {
     const out: MediaStream[] = [];
@@ -232,6 +256,9 @@ export class RelayMedia {
   receive(msg: MediaMsg, payload: ArrayBuffer): boolean {
     const receiver = this.receivers.get(msg.track);
     if (!receiver || this.#stopped) return false;
+    const count = this.#received[msg.track];
+    count.frames++;
+    count.bytes += payload.byteLength;
     receiver.receive(msg, payload);
     return true;
   }

@@ -46,6 +46,64 @@ const round = (x: number): number => Math.round(x * 1000) / 1000;
 type Counters = Record<string, number>;
 
 /** Turn one getStats() report into metrics; `prev` holds last sample's cumulative counters (updated in place). */
+/** What the relay transport counts in the page, cumulative (RelayMedia.counters() plus the user channel's). */
+export type RelayCounters = Record<
+  | "framesSent"
+  | "videoBytesSent"
+  | "audioBytesSent"
+  | "framesReceived"
+  | "videoBytesReceived"
+  | "audioBytesReceived"
+  | "messagesSent"
+  | "messagesReceived"
+  | "bytesSent"
+  | "bytesReceived",
+  number
+>;
+
+/** Metrics of the relay transport (no RTCPeerConnection to ask) from its counters; `prev` as for compact(). */
+export function compactRelay(
+  c: RelayCounters,
+  prev: { counters: Counters; t: number },
+  t: number,
+): Record<string, number> {
+  const m: Record<string, number> = {};
+  const dt = (t - prev.t) / 1000;
+  const p = prev.counters;
+  if (prev.t > 0 && dt > 0) {
+    // a direction that never carried anything (a Camera receives nothing) reports nothing, not a row of zeros
+    const rate = (key: keyof RelayCounters, factor = 1) =>
+      p[key] === undefined || !c[key]
+        ? undefined
+        : round((Math.max(0, c[key] - (p[key] ?? 0)) * factor) / dt);
+    const put = (name: string, v: number | undefined) => {
+      if (v !== undefined) m[name] = v;
+    };
+    const kbps = 8 / 1000;
+    put("fps_out", rate("framesSent"));
+    put("video_out_kbps", rate("videoBytesSent", kbps));
+    put("audio_out_kbps", rate("audioBytesSent", kbps));
+    put("fps_in", rate("framesReceived"));
+    put("video_in_kbps", rate("videoBytesReceived", kbps));
+    put("audio_in_kbps", rate("audioBytesReceived", kbps));
+    put("messages_out_per_s", rate("messagesSent"));
+    put("messages_in_per_s", rate("messagesReceived"));
+    put("channel_out_kbps", rate("bytesSent", kbps));
+    put("channel_in_kbps", rate("bytesReceived", kbps));
+    const out = ["videoBytesSent", "audioBytesSent", "bytesSent"] as const;
+    const inn = ["videoBytesReceived", "audioBytesReceived", "bytesReceived"] as const;
+    const sum = (keys: readonly (keyof RelayCounters)[]) => {
+      const rates = keys.map((k) => rate(k, kbps)).filter((v) => v !== undefined);
+      return rates.length ? round(rates.reduce((a, v) => a + v, 0)) : undefined;
+    };
+    put("bitrate_out_kbps", sum(out));
+    put("bitrate_in_kbps", sum(inn));
+  }
+  prev.counters = { ...c };
+  prev.t = t;
+  return m;
+}
+
 export function compact(
   reports: Iterable<Report>,
   prev: { counters: Counters; t: number },
@@ -179,6 +237,8 @@ export class StatsSampler {
   readonly #model: AnyModel;
   readonly #control: () => RTCDataChannel | null;
   #pc: RTCPeerConnection | null = null;
+  /** On the relay transport: the counters to sample instead of a connection's getStats(). */
+  #relay: (() => RelayCounters) | null = null;
   #session = "";
   #timer: ReturnType<typeof setTimeout> | null = null;
   #pending: StatsEvent[] = [];
@@ -247,6 +307,16 @@ export class StatsSampler {
     this.#schedule(gen);
   }
 
+  /** Sample the relay transport of `session` (WebRTC gave up): metrics from the relay's own counters. */
+  attachRelay(session: string, read: () => RelayCounters): void {
+    this.detach();
+    const gen = this.#gen;
+    this.#relay = read;
+    this.#session = session;
+    this.#prev = { counters: {}, t: 0 };
+    this.#schedule(gen);
+  }
+
   /** Stop sampling (session ended); pending events are sent now. */
   detach(): void {
     this.#gen++;
@@ -256,6 +326,7 @@ export class StatsSampler {
     if (this.#pending.length && this.#pc)
       this.#send({ v: VERSION, type: "stats", session: this.#session, t: Date.now() });
     this.#pc = null;
+    this.#relay = null;
   }
 
   #event(k: EventKind, s: string): void {
@@ -276,6 +347,13 @@ export class StatsSampler {
 
   /** Take one sample now and send it (with any pending events). */
   async tick(gen = this.#gen): Promise<void> {
+    const relay = this.#relay;
+    if (relay && gen === this.#gen) {
+      const m = compactRelay(relay(), this.#prev, Date.now());
+      if (Object.keys(m).length)
+        this.#send({ v: VERSION, type: "stats", session: this.#session, t: Date.now(), m });
+      return;
+    }
     const pc = this.#pc;
     if (!pc || gen !== this.#gen) return;
     const t0 = performance.now();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import protocol from "../../rtc_widgets/protocol/protocol.json";
 import { DEFAULTS, LIMITS, VERSION, validate } from "../src/protocol";
-import { compact } from "../src/stats";
+import { compact, compactRelay } from "../src/stats";
 import { PeerRows } from "../src/widgets/statsview";
 
 /** A Chromium-like getStats() report of a data-channel connection at time `ms`, after `bytes` each way. */
@@ -172,5 +173,49 @@ describe("PeerRows", () => {
       false,
     );
     expect(rows.t).toEqual([500, 1000]);
+  });
+});
+
+describe("compactRelay", () => {
+  it("turns the relay's cumulative counters into the same metrics as getStats gives", () => {
+    const prev = { counters: {}, t: 0 };
+    const zero = {
+      framesSent: 0,
+      videoBytesSent: 0,
+      audioBytesSent: 0,
+      framesReceived: 0,
+      videoBytesReceived: 0,
+      audioBytesReceived: 0,
+      messagesSent: 0,
+      messagesReceived: 0,
+      bytesSent: 0,
+      bytesReceived: 0,
+    };
+    expect(compactRelay(zero, prev, 10_000)).toEqual({}); // a rate needs two samples
+    const m = compactRelay(
+      {
+        ...zero,
+        framesSent: 30,
+        videoBytesSent: 125_000,
+        audioBytesSent: 8_000,
+        messagesSent: 4,
+        bytesSent: 1000,
+      },
+      prev,
+      12_000,
+    );
+    expect(m).toMatchObject({
+      fps_out: 15,
+      video_out_kbps: 500,
+      audio_out_kbps: 32,
+      messages_out_per_s: 2,
+      channel_out_kbps: 4,
+      bitrate_out_kbps: 536,
+    });
+    expect(m).not.toHaveProperty("fps_in"); // nothing ever came in: no row of zeros
+    expect(m).not.toHaveProperty("bitrate_in_kbps");
+    const r = validate({ v: VERSION, type: "stats", t: 12_000, m }, LIMITS.maxControlBytes);
+    expect(r.ok).toBe(true);
+    expect(Object.keys(m).every((k) => k in protocol.statsMetrics)).toBe(true);
   });
 });
