@@ -3,7 +3,7 @@
 import { formatCount } from "../format";
 import type { MediaKind } from "../media";
 import type { BrowserPeer, PeerModel } from "../peer";
-import { h, setText } from "./dom";
+import { mutedVideo, setText } from "./dom";
 import { mediaFrame } from "./mediaview";
 
 export function mirrored(kind: MediaKind, facingMode: unknown): boolean {
@@ -31,11 +31,7 @@ function renderVideo(kind: MediaKind, model: PeerModel, el: HTMLElement, peer: B
     );
   };
   const frame = mediaFrame(kind, model, el, peer, () => draw());
-  video = h("video", "rtcw-preview", "", frame.body);
-  video.muted = true;
-  video.autoplay = true;
-  video.playsInline = true;
-  video.setAttribute("playsinline", "");
+  video = mutedVideo("rtcw-preview", frame.body);
   draw();
   return () => {
     video.srcObject = null;

@@ -18,3 +18,13 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 export function setText(el: HTMLElement, text: string): void {
   if (el.textContent !== text) el.textContent = text;
 }
+
+/** A muted, inline, autoplaying <video> (a video track only: muted also lets it start without a click). */
+export function mutedVideo(className: string, parent: HTMLElement): HTMLVideoElement {
+  const video = h("video", className, "", parent);
+  video.muted = true;
+  video.autoplay = true;
+  video.playsInline = true;
+  video.setAttribute("playsinline", "");
+  return video;
+}

@@ -4,7 +4,7 @@
 import { formatCount } from "../format";
 import { receivingAudioLevel } from "../output";
 import type { BrowserPeer, PeerModel } from "../peer";
-import { h, setText } from "./dom";
+import { h, mutedVideo, setText } from "./dom";
 import { mediaFrame } from "./mediaview";
 import { type LevelMeter, levelMeter } from "./meter";
 
@@ -35,11 +35,7 @@ export function renderVideoOutput(model: PeerModel, el: HTMLElement, peer: Brows
     );
   };
   const frame = mediaFrame("video-output", model, el, peer, () => draw());
-  video = h("video", "rtcw-preview rtcw-output-video", "", frame.body);
-  video.muted = true; // a video track only; muted also lets it start without a click
-  video.autoplay = true;
-  video.playsInline = true;
-  video.setAttribute("playsinline", "");
+  video = mutedVideo("rtcw-preview rtcw-output-video", frame.body);
   draw();
   return () => {
     video.srcObject = null;
